@@ -1,0 +1,25 @@
+"""Byte storage behind one driver contract (see ``storage.driver``)."""
+
+from storage.driver import (
+    Driver,
+    InvalidKey,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+    UploadState,
+    UploadStateInvalid,
+    UploadWriter,
+)
+
+__all__ = [
+    "Driver",
+    "InvalidKey",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "StorageError",
+    "StorageUnavailable",
+    "UploadState",
+    "UploadStateInvalid",
+    "UploadWriter",
+]

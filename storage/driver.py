@@ -1,0 +1,157 @@
+"""The one storage contract the registry uses.
+
+A driver stores opaque bytes under keys. It knows nothing about digests,
+repositories or manifests: the metadata database decides what exists, the
+driver only keeps bytes durable. Every driver must pass the shared
+conformance suite in ``tests/storage/``.
+
+Keys are relative, ``/``-separated paths whose components match
+``[A-Za-z0-9._-]+`` and are neither ``.`` nor ``..``; anything else raises
+:class:`InvalidKey` before the backend is touched.
+
+Every method is synchronous and may block: callers run them in worker
+threads. Backend-specific exceptions never escape a driver; they are
+translated into the errors below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """Base of every error a driver raises."""
+
+
+class ObjectNotFound(StorageError):  # noqa: N818 - reads better at call sites
+    """The key (or upload) does not exist."""
+
+
+class InvalidKey(StorageError):  # noqa: N818
+    """The key breaks the key grammar; nothing was touched."""
+
+
+class StorageUnavailable(StorageError):  # noqa: N818
+    """The backend failed or timed out; the operation may be retried."""
+
+
+class UploadStateInvalid(StorageError):  # noqa: N818
+    """An upload state does not describe a live upload of this driver."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class UploadWriter(Protocol):
+    """Appends bytes to one resumable upload within one request."""
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``. Not durable until :meth:`close` returns."""
+
+    def close(self) -> UploadState:
+        """Make every written byte durable and return the new state.
+
+        Only bytes covered by a state returned here may be relied upon; a
+        writer abandoned without ``close`` leaves the previous state valid.
+        """
+
+    def abandon(self) -> None:
+        """Drop what was written since the last durable state, if possible."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    """What the database records about an upload between requests.
+
+    ``token`` is opaque, driver-owned and JSON-safe text; ``size`` is the
+    number of durable bytes.
+    """
+
+    token: str
+    size: int
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """The storage contract. See each method for its semantics."""
+
+    name: str
+
+    def check(self) -> None:
+        """Verify the backend is reachable and usable.
+
+        Raises :class:`StorageUnavailable` with a human-readable message.
+        """
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the size of a stored object; :class:`ObjectNotFound` if absent."""
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream ``length`` bytes (or to the end) starting at ``offset``.
+
+        Raises :class:`ObjectNotFound` before yielding anything if the key is
+        absent. Chunks are large (about 1 MiB) to keep per-chunk cost low.
+        An offset past the end yields nothing.
+        """
+
+    def get(self, key: str) -> bytes:
+        """Return a whole (small) object; :class:`ObjectNotFound` if absent."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` atomically and durably, replacing any old object.
+
+        Readers see either the old object or the whole new one, never a
+        part.
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove an object; :class:`ObjectNotFound` if absent."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield every key under the directory-like ``prefix`` (recursive).
+
+        ``""`` lists everything. Order is unspecified. In-progress uploads are
+        not listed.
+        """
+
+    def start_upload(self, upload_id: str) -> UploadState:
+        """Begin a new, empty resumable upload identified by ``upload_id``.
+
+        ``upload_id`` follows the key grammar of one component.
+        """
+
+    def resume_upload(self, state: UploadState) -> UploadWriter:
+        """Open a writer that appends after ``state.size`` durable bytes.
+
+        Bytes beyond ``state.size`` left by an earlier abandoned writer are
+        discarded. Raises :class:`UploadStateInvalid` if the upload is gone.
+        """
+
+    def read_upload(self, state: UploadState) -> Iterator[bytes]:
+        """Stream the ``state.size`` durable bytes of an upload."""
+
+    def commit_upload(self, state: UploadState, key: str) -> str:
+        """Make an upload's bytes a readable, durable object and end the upload.
+
+        The driver stores the object under ``key`` when it can do so without
+        copying data again (a rename); otherwise it may keep it under a key
+        of its own choosing. Returns the key the object now lives under.
+        If ``key`` already exists the result still holds the uploaded bytes.
+        """
+
+    def abort_upload(self, state: UploadState) -> None:
+        """Discard an upload and its bytes. Aborting a missing upload is a no-op."""
+
+    def list_uploads(self) -> Iterator[tuple[str, UploadState]]:
+        """Yield ``(upload_id, state)`` for uploads the backend still holds.
+
+        Used to find orphans after crashes; the state's size is best effort.
+        """
+
+    def redirect_url(self, key: str, expires_in: int) -> str | None:
+        """Return a short-lived URL clients may fetch the object from, or None."""

@@ -1,0 +1,297 @@
+"""Filesystem driver: objects are files under a root directory.
+
+Durability: every object is written to a temporary file in its final
+directory, fsynced, renamed into place and the directory fsynced, so a crash
+leaves either the old object or the complete new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from storage.driver import (
+    InvalidKey,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageUnavailable,
+    UploadState,
+    UploadStateInvalid,
+)
+from storage.keys import check_key, check_prefix, check_upload_id
+
+READ_CHUNK = 1024 * 1024
+_UPLOADS_DIR = "_uploads"
+_TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _translate(exc: OSError, key: str) -> Exception:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ObjectNotFound(key)
+    if exc.errno in (errno.EISDIR,):
+        return ObjectNotFound(key)
+    return StorageUnavailable(f"filesystem error on {key!r}: {exc.strerror}")
+
+
+class FilesystemUploadWriter:
+    """Appends to ``_uploads/<id>/data``; ``close`` fsyncs."""
+
+    def __init__(self, path: Path, size: int, token: str) -> None:
+        self._token = token
+        try:
+            self._fd = os.open(path, os.O_WRONLY)
+            # Bytes past the durable size belong to an abandoned writer.
+            os.ftruncate(self._fd, size)
+            os.lseek(self._fd, size, os.SEEK_SET)
+        except OSError as exc:
+            raise UploadStateInvalid(f"upload is gone: {exc.strerror}") from exc
+        self._size = size
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self._size += written
+        except OSError as exc:
+            raise StorageUnavailable(f"upload write failed: {exc.strerror}") from exc
+
+    def close(self) -> UploadState:
+        if not self._closed:
+            self._closed = True
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise StorageUnavailable(f"upload fsync failed: {exc.strerror}") from exc
+            finally:
+                os.close(self._fd)
+        return UploadState(token=self._token, size=self._size)
+
+    def abandon(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+class FilesystemDriver:
+    """Stores objects as files below ``root``."""
+
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    # -- helpers -----------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        if key.split("/", 1)[0] == _UPLOADS_DIR:
+            raise InvalidKey(f"reserved key: {key!r}")
+        return self.root / key
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        return self.root / _UPLOADS_DIR / check_upload_id(upload_id)
+
+    def _upload_path(self, state: UploadState) -> Path:
+        try:
+            upload_id = json.loads(state.token)["id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UploadStateInvalid("malformed upload state") from exc
+        if not isinstance(upload_id, str):
+            raise UploadStateInvalid("malformed upload state")
+        try:
+            return self._upload_dir(upload_id) / "data"
+        except InvalidKey as exc:
+            raise UploadStateInvalid("malformed upload state") from exc
+
+    # -- contract ----------------------------------------------------------
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f"{_TMP_PREFIX}check-{uuid.uuid4().hex}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"storage directory {self.root} is not writable: {exc.strerror}"
+            ) from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return ObjectInfo(key=key, size=st.st_size)
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        return self._read_fd(fd, offset, length)
+
+    @staticmethod
+    def _read_fd(fd: int, offset: int, length: int | None) -> Iterator[bytes]:
+        try:
+            remaining = length
+            position = offset
+            while remaining is None or remaining > 0:
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = os.pread(fd, want, position)
+                if not chunk:
+                    return
+                position += len(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                tmp.unlink()
+            raise StorageUnavailable(f"cannot write {key!r}: {exc.strerror}") from exc
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            if path.is_dir():
+                raise ObjectNotFound(key)
+            path.unlink()
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        # Tidy empty parent directories; a concurrent writer may refill them.
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def list(self, prefix: str) -> Iterator[str]:
+        prefix = check_prefix(prefix)
+        base = self.root / prefix if prefix else self.root
+        if prefix and prefix.split("/", 1)[0] == _UPLOADS_DIR:
+            return
+        if base.is_file():
+            yield prefix
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            if rel_dir == ".":
+                dirnames[:] = [d for d in dirnames if d != _UPLOADS_DIR]
+                rel_dir = ""
+            for filename in filenames:
+                if filename.startswith(_TMP_PREFIX):
+                    continue
+                yield f"{rel_dir}/{filename}" if rel_dir else filename
+
+    def start_upload(self, upload_id: str) -> UploadState:
+        directory = self._upload_dir(upload_id)
+        try:
+            directory.mkdir(parents=True, exist_ok=False)
+            fd = os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+            _fsync_dir(directory)
+            _fsync_dir(directory.parent)
+        except FileExistsError as exc:
+            raise UploadStateInvalid(f"upload {upload_id!r} already exists") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot start upload: {exc.strerror}") from exc
+        return UploadState(token=json.dumps({"id": upload_id}), size=0)
+
+    def resume_upload(self, state: UploadState) -> FilesystemUploadWriter:
+        return FilesystemUploadWriter(self._upload_path(state), state.size, state.token)
+
+    def read_upload(self, state: UploadState) -> Iterator[bytes]:
+        path = self._upload_path(state)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise UploadStateInvalid(f"upload is gone: {exc.strerror}") from exc
+        return self._read_fd(fd, 0, state.size)
+
+    def commit_upload(self, state: UploadState, key: str) -> str:
+        source = self._upload_path(state)
+        target = self._path(key)
+        try:
+            if source.stat().st_size != state.size:
+                # Trailing bytes of an abandoned writer must not become visible.
+                os.truncate(source, state.size)
+                fd = os.open(source, os.O_WRONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+            source.parent.rmdir()
+        except FileNotFoundError as exc:
+            raise UploadStateInvalid("upload is gone") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot commit upload: {exc.strerror}") from exc
+        return key
+
+    def abort_upload(self, state: UploadState) -> None:
+        path = self._upload_path(state)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    def list_uploads(self) -> Iterator[tuple[str, UploadState]]:
+        base = self.root / _UPLOADS_DIR
+        if not base.is_dir():
+            return
+        for entry in base.iterdir():
+            data = entry / "data"
+            try:
+                size = data.stat().st_size
+            except OSError:
+                size = 0
+            yield entry.name, UploadState(token=json.dumps({"id": entry.name}), size=size)
+
+    def redirect_url(self, key: str, expires_in: int) -> str | None:
+        return None
