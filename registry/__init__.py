@@ -1,0 +1,3 @@
+"""Lading: a self-hosted OCI container registry."""
+
+__version__ = "0.1.0"

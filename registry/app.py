@@ -1,0 +1,132 @@
+"""Composition root: builds every part from settings; nothing lives in module globals."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from registry.db import migrate
+from registry.db.engine import Database
+from registry.domain.errors import RegistryError
+from registry.http.access import AccessController, OpenAccess
+from registry.http.errors import (
+    http_error_handler,
+    registry_error_handler,
+    unexpected_error_handler,
+)
+from registry.http.v2 import V2Router
+from registry.http.v2_blobs import BlobRoutes
+from registry.http.v2_manifests import ManifestRoutes
+from registry.services.blobs import BlobService
+from registry.services.listing import ListingService
+from registry.services.manifests import ManifestService
+from registry.services.uploads import UploadService
+from registry.settings import Settings, load_settings
+from storage.driver import Driver
+from storage.filesystem import FilesystemDriver
+
+log = logging.getLogger("lading")
+
+
+def build_driver(settings: Settings) -> Driver:
+    if settings.storage == "s3":
+        from storage.s3 import S3Config, S3Driver
+
+        if not settings.s3_bucket:
+            raise ValueError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
+        return S3Driver(
+            S3Config(
+                bucket=settings.s3_bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                prefix=settings.s3_prefix,
+                path_style=settings.s3_path_style,
+                access_key=settings.s3_access_key,
+                secret_key=settings.s3_secret_key,
+                redirect=settings.s3_redirect,
+            )
+        )
+    return FilesystemDriver(settings.resolved_storage_root())
+
+
+@dataclass
+class Components:
+    settings: Settings
+    db: Database
+    driver: Driver
+    blobs: BlobService
+    uploads: UploadService
+    manifests: ManifestService
+    listing: ListingService
+    access: AccessController
+
+
+def build_components(settings: Settings) -> Components:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    driver = build_driver(settings)
+    return Components(
+        settings=settings,
+        db=db,
+        driver=driver,
+        blobs=BlobService(db, driver),
+        uploads=UploadService(db, driver),
+        manifests=ManifestService(db, driver, settings.max_manifest_bytes),
+        listing=ListingService(db, settings.page_size_max),
+        access=OpenAccess(),
+    )
+
+
+def prepare(components: Components) -> None:
+    """Check storage and bring the schema up to date; fail fast with a clear message."""
+    components.driver.check()
+    if components.settings.migrate_on_start:
+        migrate.upgrade(components.db)
+    elif not migrate.is_up_to_date(components.db):
+        raise RuntimeError("database schema is not up to date: run `lading migrate upgrade`")
+
+
+def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
+    components = build_components(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not prepared:
+            await to_thread.run_sync(prepare, components)
+        # Blob transfers run in threads; allow plenty of them.
+        to_thread.current_default_thread_limiter().total_tokens = 64
+        try:
+            yield
+        finally:
+            components.db.dispose()
+
+    router = V2Router(
+        components.access,
+        BlobRoutes(components.access, components.blobs, components.uploads,
+                   redirect=settings.s3_redirect),
+        ManifestRoutes(
+            components.access, components.manifests, components.listing, settings.page_size_max
+        ),
+    )
+    app = Starlette(
+        routes=router.routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            RegistryError: registry_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+    )
+    app.state.components = components
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for uvicorn workers: settings come from LADING_* variables."""
+    return create_app(load_settings(), prepared=True)

@@ -1,0 +1,1 @@
+"""Metadata database: typed models and the engine/session factory."""

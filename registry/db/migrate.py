@@ -1,0 +1,57 @@
+"""Schema migrations through Alembic, run programmatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+import migrations
+from registry.db.engine import Database
+
+
+def alembic_config(db: Database) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    return config
+
+
+def _with_connection(db: Database, action: str, revision: str) -> None:
+    config = alembic_config(db)
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    _with_connection(db, "upgrade", revision)
+
+
+def downgrade(db: Database, revision: str) -> None:
+    _with_connection(db, "downgrade", revision)
+
+
+def current(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config_static()).get_current_head()
+
+
+def alembic_config_static() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
+def is_up_to_date(db: Database) -> bool:
+    return current(db) == head()

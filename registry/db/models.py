@@ -1,0 +1,190 @@
+"""SQLAlchemy 2 typed models: the truth of what exists.
+
+Bytes live in storage; a row may point at bytes only once they are durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_push_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Blob(Base):
+    """A content-addressed blob whose bytes are durable in storage."""
+
+    __tablename__ = "blobs"
+
+    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Drivers that cannot rename keep bytes under their own key (see storage.driver).
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RepositoryBlob(Base):
+    """A blob is visible in a repository only through this link."""
+
+    __tablename__ = "repository_blobs"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    blob_digest: Mapped[str] = mapped_column(
+        ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_repository_blobs_blob_digest", "blob_digest"),)
+
+
+class Manifest(Base):
+    __tablename__ = "manifests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    digest: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(255))
+    artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Where the exact pushed bytes live in storage.
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    config_digest: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    subject_digest: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Annotations of the manifest, JSON text; the referrers API reports them.
+    annotations: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_pulled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+        Index("ix_manifests_repository_subject", "repository_id", "subject_digest"),
+        Index("ix_manifests_digest", "digest"),
+    )
+
+
+class ManifestBlob(Base):
+    """Config and layer blobs a manifest references."""
+
+    __tablename__ = "manifest_blobs"
+
+    manifest_id: Mapped[int] = mapped_column(
+        ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True
+    )
+    blob_digest: Mapped[str] = mapped_column(
+        ForeignKey("blobs.digest", ondelete="RESTRICT"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_manifest_blobs_blob_digest", "blob_digest"),)
+
+
+class ManifestReference(Base):
+    """An index's child manifests, by digest within the same repository."""
+
+    __tablename__ = "manifest_references"
+
+    parent_id: Mapped[int] = mapped_column(
+        ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True
+    )
+    child_digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+    __table_args__ = (Index("ix_manifest_references_child_digest", "child_digest"),)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id", ondelete="CASCADE"))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("repository_id", "name", name="uq_tags_repository_name"),
+        Index("ix_tags_manifest_id", "manifest_id"),
+    )
+
+
+class UploadSession(Base):
+    """A resumable blob upload; everything needed to continue it in any process."""
+
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repository_name: Mapped[str] = mapped_column(String(255))
+    # Who started it; only they may continue it once auth is on.
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    driver_state: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash_algorithm: Mapped[str] = mapped_column(String(16), default="sha256")
+    # Saved hash context; NULL means "rehash stored bytes on completion".
+    hash_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_upload_sessions_updated_at", "updated_at"),)

@@ -1,0 +1,1 @@
+"""Pure registry concepts: names, digests, manifests, errors. No I/O."""

@@ -1,0 +1,45 @@
+"""Who may do what: the seam where token authentication plugs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.requests import Request
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """One scope a request needs, e.g. repository ``team/app`` with ``pull``."""
+
+    type: str
+    name: str
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller; ``subject`` None means anonymous."""
+
+    subject: str | None
+    # Scopes granted to the caller, for checks beyond the request's own scope.
+    granted: frozenset[tuple[str, str, str]] = frozenset()
+    unrestricted: bool = False
+
+    def may(self, type_: str, name: str, action: str) -> bool:
+        return self.unrestricted or (type_, name, action) in self.granted
+
+
+class AccessController(Protocol):
+    async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
+        """Return the caller if every needed scope is granted, else raise 401/403."""
+        ...
+
+
+class OpenAccess:
+    """No authentication: everyone may do everything (the embedded default)."""
+
+    _anyone = Principal(subject=None, unrestricted=True)
+
+    async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
+        return self._anyone

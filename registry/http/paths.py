@@ -1,0 +1,64 @@
+"""Parsing ``/v2/<name>/...`` paths.
+
+Repository names contain ``/`` and may end in words such as ``blobs``, so
+routes are matched on the whole path with the name grammar, most specific
+suffix first, instead of with a generic path parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from registry.domain.digests import DIGEST_PATTERN
+from registry.domain.names import NAME_PATTERN, TAG_PATTERN
+
+_NAME = rf"(?P<name>{NAME_PATTERN})"
+_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("upload", re.compile(rf"{_NAME}/blobs/uploads/(?P<upload>[A-Za-z0-9_-]{{1,64}})")),
+    ("uploads", re.compile(rf"{_NAME}/blobs/uploads/?")),
+    ("blob", re.compile(rf"{_NAME}/blobs/(?P<digest>{DIGEST_PATTERN})")),
+    (
+        "manifest",
+        re.compile(rf"{_NAME}/manifests/(?P<reference>{TAG_PATTERN}|{DIGEST_PATTERN})"),
+    ),
+    ("tags", re.compile(rf"{_NAME}/tags/list")),
+    ("referrers", re.compile(rf"{_NAME}/referrers/(?P<digest>{DIGEST_PATTERN})")),
+)
+# Shapes that look like a route but whose parts break a grammar.
+_LOOSE: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("upload", re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload>[^/]+)")),
+    ("uploads", re.compile(r"(?P<name>.+)/blobs/uploads/?")),
+    ("blob", re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)")),
+    ("manifest", re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)")),
+    ("tags", re.compile(r"(?P<name>.+)/tags/list")),
+    ("referrers", re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class V2Path:
+    kind: str
+    name: str
+    digest: str | None = None
+    reference: str | None = None
+    upload: str | None = None
+    # False when the shape matched but the name/reference broke its grammar.
+    valid: bool = True
+
+
+def parse_v2_path(rest: str) -> V2Path | None:
+    """Parse what follows ``/v2/``; None when no route has this shape."""
+    for kind, pattern in _ROUTES:
+        match = pattern.fullmatch(rest)
+        if match is not None:
+            groups = match.groupdict()
+            return V2Path(kind, groups["name"], groups.get("digest"), groups.get("reference"),
+                          groups.get("upload"))
+    for kind, pattern in _LOOSE:
+        match = pattern.fullmatch(rest)
+        if match is not None:
+            groups = match.groupdict()
+            return V2Path(kind, groups["name"], groups.get("digest"), groups.get("reference"),
+                          groups.get("upload"), valid=False)
+    return None

@@ -1,0 +1,135 @@
+"""Manifests, referrers, tag lists and the catalog of the v2 API."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.domain.digests import parse_digest
+from registry.domain.errors import RegistryError, UNSUPPORTED
+from registry.domain.manifests import OCI_INDEX
+from registry.domain.names import check_name
+from registry.domain.pagination import parse_page
+from registry.http.access import AccessController, AccessRequest
+from registry.http.bodies import read_limited
+from registry.http.errors import API_VERSION_HEADER
+from registry.services.listing import Listing, ListingService
+from registry.services.manifests import ManifestService, index_document
+
+
+def _json(body: object, status: int = 200, **headers: str) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers={**API_VERSION_HEADER, **headers},
+    )
+
+
+def _link(path: str, listing: Listing, limit: int | None) -> dict[str, str]:
+    if listing.next_last is None:
+        return {}
+    query: dict[str, str | int] = {"last": listing.next_last}
+    if limit is not None:
+        query = {"n": limit, "last": listing.next_last}
+    return {"Link": f'<{path}?{urlencode(query)}>; rel="next"'}
+
+
+class ManifestRoutes:
+    def __init__(
+        self,
+        access: AccessController,
+        manifests: ManifestService,
+        listing: ListingService,
+        page_cap: int,
+    ) -> None:
+        self.access = access
+        self.manifests = manifests
+        self.listing = listing
+        self.page_cap = page_cap
+
+    async def manifest(self, request: Request, name: str, reference: str) -> Response:
+        check_name(name)
+        method = request.method
+        if method in ("GET", "HEAD"):
+            await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
+            record = await to_thread.run_sync(self.manifests.resolve, name, reference)
+            headers = {
+                **API_VERSION_HEADER,
+                "Docker-Content-Digest": record.digest,
+                "Content-Type": record.media_type,
+                "Content-Length": str(record.size),
+                "ETag": f'"{record.digest}"',
+            }
+            if method == "HEAD":
+                return Response(status_code=200, headers=headers)
+            payload = self.manifests.cache.get(record.storage_key)
+            if payload is None:
+                payload = await to_thread.run_sync(self.manifests.payload, record)
+            return Response(payload, status_code=200, headers=headers)
+        if method == "PUT":
+            await self.access.authorize(
+                request, [AccessRequest("repository", name, ("pull", "push"))]
+            )
+            payload = await read_limited(request, self.manifests.max_size)
+            record = await to_thread.run_sync(
+                self.manifests.put, name, reference, request.headers.get("content-type"), payload
+            )
+            headers = {
+                **API_VERSION_HEADER,
+                "Location": f"/v2/{name}/manifests/{record.digest}",
+                "Docker-Content-Digest": record.digest,
+                "Content-Length": "0",
+            }
+            if record.subject_digest:
+                headers["OCI-Subject"] = record.subject_digest
+            return Response(status_code=201, headers=headers)
+        if method == "DELETE":
+            await self.access.authorize(request, [AccessRequest("repository", name, ("delete",))])
+            await to_thread.run_sync(self.manifests.delete, name, reference)
+            return Response(status_code=202, headers={**API_VERSION_HEADER, "Content-Length": "0"})
+        raise RegistryError(UNSUPPORTED)
+
+    async def referrers(self, request: Request, name: str, digest_text: str) -> Response:
+        check_name(name)
+        digest = parse_digest(digest_text)
+        await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
+        artifact_type = request.query_params.get("artifactType") or None
+        descriptors = await to_thread.run_sync(
+            self.manifests.referrers, name, digest, artifact_type
+        )
+        headers = {"Content-Type": OCI_INDEX}
+        if artifact_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        response = _json(index_document(descriptors), **headers)
+        response.headers["Content-Type"] = OCI_INDEX
+        return response
+
+    async def tags(self, request: Request, name: str) -> Response:
+        check_name(name)
+        await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
+        params = request.query_params
+        page = parse_page(params.get("n"), params.get("last"), self.page_cap)
+        listing = await to_thread.run_sync(self.listing.tags, name, page)
+        return _json(
+            {"name": name, "tags": listing.items},
+            **_link(f"/v2/{name}/tags/list", listing, page.limit),
+        )
+
+    async def catalog(self, request: Request) -> Response:
+        principal = await self.access.authorize(
+            request, [AccessRequest("registry", "catalog", ("*",))]
+        )
+        params = request.query_params
+        page = parse_page(params.get("n"), params.get("last"), self.page_cap)
+        listing = await to_thread.run_sync(self.listing.repositories, page)
+        items = listing.items
+        if not principal.unrestricted:
+            items = [r for r in items if principal.may("repository", r, "pull")]
+        return _json(
+            {"repositories": items}, **_link("/v2/_catalog", listing, page.limit)
+        )

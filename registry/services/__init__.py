@@ -1,0 +1,1 @@
+"""Registry operations: each service owns one kind of object and its rules."""

@@ -1,0 +1,366 @@
+"""Manifests: exact bytes in storage, references and tags in the database."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from registry.db.engine import Database
+from registry.db.models import (
+    Blob,
+    Manifest,
+    ManifestBlob,
+    ManifestReference,
+    Repository,
+    RepositoryBlob,
+    Tag,
+    utcnow,
+)
+from registry.domain.digests import Digest, digest_of, looks_like_digest, parse_digest
+from registry.domain.errors import (
+    DIGEST_INVALID,
+    MANIFEST_BLOB_UNKNOWN,
+    MANIFEST_TOO_LARGE,
+    MANIFEST_UNKNOWN,
+    UNAVAILABLE,
+    RegistryError,
+)
+from registry.domain.manifests import OCI_INDEX, ParsedManifest, parse_manifest
+from registry.domain.names import check_tag
+from registry.services.repositories import ensure_repository, find_repository_id
+from storage.driver import Driver, ObjectNotFound, StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    id: int
+    digest: str
+    media_type: str
+    size: int
+    storage_key: str
+    subject_digest: str | None
+
+
+class PayloadCache:
+    """Manifest bytes by storage key: immutable, so safe to cache per process."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self._max // 4:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self._max:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _record(row: Any) -> ManifestRecord:
+    return ManifestRecord(
+        id=row.id,
+        digest=row.digest,
+        media_type=row.media_type,
+        size=row.size,
+        storage_key=row.storage_key,
+        subject_digest=row.subject_digest,
+    )
+
+
+_RECORD_COLUMNS = (
+    Manifest.id,
+    Manifest.digest,
+    Manifest.media_type,
+    Manifest.size,
+    Manifest.storage_key,
+    Manifest.subject_digest,
+)
+
+
+class ManifestService:
+    def __init__(
+        self, db: Database, driver: Driver, max_size: int, cache_bytes: int = 64 << 20
+    ) -> None:
+        self.db = db
+        self.driver = driver
+        self.max_size = max_size
+        self.cache = PayloadCache(cache_bytes)
+
+    # -- reads ---------------------------------------------------------------
+    def resolve(self, repository: str, reference: str) -> ManifestRecord:
+        """Find a manifest by tag or digest in ``repository``."""
+        if looks_like_digest(reference):
+            digest = str(parse_digest(reference))
+            query = (
+                select(*_RECORD_COLUMNS)
+                .join(Repository, Repository.id == Manifest.repository_id)
+                .where(Repository.name == repository, Manifest.digest == digest)
+            )
+        else:
+            check_tag(reference)
+            query = (
+                select(*_RECORD_COLUMNS)
+                .join(Tag, Tag.manifest_id == Manifest.id)
+                .join(Repository, Repository.id == Tag.repository_id)
+                .where(Repository.name == repository, Tag.name == reference)
+            )
+        with self.db.read() as session:
+            row = session.execute(query).first()
+        if row is None:
+            raise RegistryError(MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference})
+        return _record(row)
+
+    def payload(self, record: ManifestRecord) -> bytes:
+        cached = self.cache.get(record.storage_key)
+        if cached is not None:
+            return cached
+        try:
+            data = self.driver.get(record.storage_key)
+        except ObjectNotFound as exc:
+            raise RegistryError(UNAVAILABLE, "manifest data is missing from storage") from exc
+        except StorageError as exc:
+            raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
+        self.cache.put(record.storage_key, data)
+        return data
+
+    def referrers(
+        self, repository: str, subject: Digest, artifact_type: str | None
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(Manifest.digest, Manifest.media_type, Manifest.size, Manifest.artifact_type,
+                   Manifest.annotations)
+            .join(Repository, Repository.id == Manifest.repository_id)
+            .where(Repository.name == repository, Manifest.subject_digest == str(subject))
+            .order_by(Manifest.digest)
+        )
+        if artifact_type is not None:
+            query = query.where(Manifest.artifact_type == artifact_type)
+        with self.db.read() as session:
+            rows = session.execute(query).all()
+        result: list[dict[str, Any]] = []
+        for row in rows:
+            descriptor: dict[str, Any] = {
+                "mediaType": row.media_type,
+                "digest": row.digest,
+                "size": row.size,
+            }
+            if row.artifact_type:
+                descriptor["artifactType"] = row.artifact_type
+            if row.annotations:
+                descriptor["annotations"] = json.loads(row.annotations)
+            result.append(descriptor)
+        return result
+
+    # -- writes --------------------------------------------------------------
+    def put(
+        self, repository: str, reference: str, content_type: str | None, payload: bytes
+    ) -> ManifestRecord:
+        if len(payload) > self.max_size:
+            raise RegistryError(MANIFEST_TOO_LARGE, detail={"max": self.max_size})
+        tag: str | None = None
+        if looks_like_digest(reference):
+            expected = parse_digest(reference)
+            digest = digest_of(payload, expected.algorithm)
+            if digest != expected:
+                raise RegistryError(
+                    DIGEST_INVALID,
+                    "manifest digest does not match the reference",
+                    detail={"expected": str(expected), "actual": str(digest)},
+                )
+        else:
+            tag = check_tag(reference)
+            digest = digest_of(payload)
+        parsed = parse_manifest(payload, content_type)
+        digest_text = str(digest)
+
+        existing = self._find(repository, digest_text)
+        key: str | None = None
+        if existing is None:
+            key = f"manifests/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}.{uuid.uuid4().hex[:12]}"
+            try:
+                self.driver.put(key, payload)
+            except StorageError as exc:
+                raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
+        try:
+            with self.db.write() as session:
+                record = self._record_manifest(
+                    session, repository, digest_text, parsed, payload, key, tag
+                )
+        except BaseException:
+            if key is not None:
+                with contextlib.suppress(StorageError):
+                    self.driver.delete(key)
+            raise
+        if key is not None and record.storage_key != key:
+            with contextlib.suppress(StorageError):
+                self.driver.delete(key)
+        return record
+
+    def _find(self, repository: str, digest: str) -> ManifestRecord | None:
+        with self.db.read() as session:
+            row = session.execute(
+                select(*_RECORD_COLUMNS)
+                .join(Repository, Repository.id == Manifest.repository_id)
+                .where(Repository.name == repository, Manifest.digest == digest)
+            ).first()
+        return None if row is None else _record(row)
+
+    def _record_manifest(
+        self,
+        session: Session,
+        repository: str,
+        digest: str,
+        parsed: ParsedManifest,
+        payload: bytes,
+        key: str | None,
+        tag: str | None,
+    ) -> ManifestRecord:
+        repo_id = ensure_repository(session, repository)
+        row = session.execute(
+            select(*_RECORD_COLUMNS).where(
+                Manifest.repository_id == repo_id, Manifest.digest == digest
+            )
+        ).first()
+        if row is not None:
+            record = _record(row)
+        else:
+            if key is None:  # deleted since we looked: store the bytes anew
+                raise RegistryError(UNAVAILABLE, "manifest changed concurrently; retry")
+            self._check_references(session, repo_id, parsed)
+            manifest = Manifest(
+                repository_id=repo_id,
+                digest=digest,
+                media_type=parsed.media_type,
+                artifact_type=parsed.effective_artifact_type(),
+                size=len(payload),
+                storage_key=key,
+                config_digest=str(parsed.config.digest) if parsed.config else None,
+                subject_digest=str(parsed.subject.digest) if parsed.subject else None,
+                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+                created_at=utcnow(),
+            )
+            session.add(manifest)
+            session.flush()
+            blob_digests = {str(d.digest) for d in parsed.blob_references()}
+            session.add_all(ManifestBlob(manifest_id=manifest.id, blob_digest=d) for d in blob_digests)
+            children = {str(d.digest) for d in parsed.manifests}
+            session.add_all(
+                ManifestReference(parent_id=manifest.id, child_digest=c) for c in children
+            )
+            record = ManifestRecord(
+                manifest.id, digest, parsed.media_type, len(payload), key,
+                manifest.subject_digest,
+            )
+        if tag is not None:
+            session.execute(
+                _insert(session)(Tag)
+                .values(repository_id=repo_id, name=tag, manifest_id=record.id, updated_at=utcnow())
+                .on_conflict_do_update(
+                    index_elements=["repository_id", "name"],
+                    set_={"manifest_id": record.id, "updated_at": utcnow()},
+                )
+            )
+        session.execute(
+            update(Repository).where(Repository.id == repo_id).values(last_push_at=utcnow())
+        )
+        return record
+
+    @staticmethod
+    def _check_references(session: Session, repo_id: int, parsed: ParsedManifest) -> None:
+        """Inside the recording transaction: every referenced blob/child must exist."""
+        wanted_blobs = {str(d.digest) for d in parsed.blob_references()}
+        missing: list[str] = []
+        if wanted_blobs:
+            query = (
+                select(RepositoryBlob.blob_digest)
+                .join(Blob, Blob.digest == RepositoryBlob.blob_digest)
+                .where(
+                    RepositoryBlob.repository_id == repo_id,
+                    RepositoryBlob.blob_digest.in_(wanted_blobs),
+                )
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Hold the blobs against a concurrent collector until we commit.
+                query = query.with_for_update(of=Blob, read=True)
+            found = set(session.scalars(query))
+            missing.extend(sorted(wanted_blobs - found))
+        wanted_children = {str(d.digest) for d in parsed.manifests}
+        if wanted_children:
+            found_children = set(
+                session.scalars(
+                    select(Manifest.digest).where(
+                        Manifest.repository_id == repo_id, Manifest.digest.in_(wanted_children)
+                    )
+                )
+            )
+            missing.extend(sorted(wanted_children - found_children))
+        if missing:
+            raise RegistryError(
+                MANIFEST_BLOB_UNKNOWN,
+                f"manifest references unknown content: {', '.join(missing[:5])}",
+                detail={"missing": missing[:50]},
+            )
+
+    def delete(self, repository: str, reference: str) -> None:
+        """By digest: the manifest and its tags. By tag: only that tag."""
+        doomed_key: str | None = None
+        with self.db.write() as session:
+            repo_id = find_repository_id(session, repository)
+            removed = 0
+            if repo_id is not None:
+                if looks_like_digest(reference):
+                    digest = str(parse_digest(reference))
+                    doomed_key = session.scalar(
+                        select(Manifest.storage_key).where(
+                            Manifest.repository_id == repo_id, Manifest.digest == digest
+                        )
+                    )
+                    removed = session.execute(
+                        delete(Manifest).where(
+                            Manifest.repository_id == repo_id, Manifest.digest == digest
+                        )
+                    ).rowcount
+                else:
+                    removed = session.execute(
+                        delete(Tag).where(Tag.repository_id == repo_id, Tag.name == check_tag(reference))
+                    ).rowcount
+            if not removed:
+                raise RegistryError(
+                    MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
+                )
+        if doomed_key is not None:
+            # Each manifest row owns its own copy of the bytes (unique key).
+            with contextlib.suppress(StorageError):
+                self.driver.delete(doomed_key)
+
+
+def index_document(descriptors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
