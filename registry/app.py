@@ -36,11 +36,11 @@ log = logging.getLogger("lading")
 
 def build_driver(settings: Settings) -> Driver:
     if settings.storage == "s3":
-        from storage.s3 import S3Config, S3Driver
+        from storage.s3 import S3Config, S3Driver  # type: ignore[import-not-found,unused-ignore]
 
         if not settings.s3_bucket:
             raise ValueError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
-        return S3Driver(
+        driver: Driver = S3Driver(
             S3Config(
                 bucket=settings.s3_bucket,
                 endpoint_url=settings.s3_endpoint_url,
@@ -52,6 +52,7 @@ def build_driver(settings: Settings) -> Driver:
                 redirect=settings.s3_redirect,
             )
         )
+        return driver
     return FilesystemDriver(settings.resolved_storage_root())
 
 
@@ -108,8 +109,9 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
 
     router = V2Router(
         components.access,
-        BlobRoutes(components.access, components.blobs, components.uploads,
-                   redirect=settings.s3_redirect),
+        BlobRoutes(
+            components.access, components.blobs, components.uploads, redirect=settings.s3_redirect
+        ),
         ManifestRoutes(
             components.access, components.manifests, components.listing, settings.page_size_max
         ),

@@ -27,8 +27,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from registry.app import build_components, create_app, prepare
 
-    settings = _settings(args, host=args.host, port=args.port, data_dir=args.data_dir,
-                         workers=args.workers)
+    settings = _settings(
+        args, host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers
+    )
     components = build_components(settings)
     prepare(components)
     components.db.dispose()
@@ -44,8 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
-    log.info("Lading listening on http://%s:%d with %d worker(s)", settings.host,
-             settings.port, workers)
+    log.info(
+        "Lading listening on http://%s:%d with %d worker(s)", settings.host, settings.port, workers
+    )
     if workers == 1:
         uvicorn.run(create_app(settings, prepared=True), **common)
         return 0

@@ -48,11 +48,10 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
         self.engine = create_engine(url, **kwargs)
+        self._write_engine: Engine = self.engine
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        else:
-            self._write_engine = self.engine
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -75,3 +74,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows_affected(result: Any) -> int:
+    """Row count of an UPDATE/DELETE result (typed as a generic Result by SQLAlchemy)."""
+    count = getattr(result, "rowcount", 0)
+    return int(count) if count is not None else 0

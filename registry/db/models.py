@@ -102,9 +102,7 @@ class Manifest(Base):
     __tablename__ = "manifests"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    repository_id: Mapped[int] = mapped_column(
-        ForeignKey("repositories.id", ondelete="CASCADE")
-    )
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     digest: Mapped[str] = mapped_column(String(200))
     media_type: Mapped[str] = mapped_column(String(255))
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -157,9 +155,7 @@ class Tag(Base):
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    repository_id: Mapped[int] = mapped_column(
-        ForeignKey("repositories.id", ondelete="CASCADE")
-    )
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
     manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id", ondelete="CASCADE"))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

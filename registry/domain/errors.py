@@ -20,9 +20,7 @@ class ErrorCode:
 BLOB_UNKNOWN = ErrorCode("BLOB_UNKNOWN", "blob unknown to registry", 404)
 BLOB_UPLOAD_INVALID = ErrorCode("BLOB_UPLOAD_INVALID", "blob upload invalid", 404)
 BLOB_UPLOAD_UNKNOWN = ErrorCode("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", 404)
-DIGEST_INVALID = ErrorCode(
-    "DIGEST_INVALID", "provided digest did not match uploaded content", 400
-)
+DIGEST_INVALID = ErrorCode("DIGEST_INVALID", "provided digest did not match uploaded content", 400)
 MANIFEST_BLOB_UNKNOWN = ErrorCode(
     "MANIFEST_BLOB_UNKNOWN", "manifest references a manifest or blob unknown to registry", 400
 )

@@ -53,12 +53,23 @@ def parse_v2_path(rest: str) -> V2Path | None:
         match = pattern.fullmatch(rest)
         if match is not None:
             groups = match.groupdict()
-            return V2Path(kind, groups["name"], groups.get("digest"), groups.get("reference"),
-                          groups.get("upload"))
+            return V2Path(
+                kind,
+                groups["name"],
+                groups.get("digest"),
+                groups.get("reference"),
+                groups.get("upload"),
+            )
     for kind, pattern in _LOOSE:
         match = pattern.fullmatch(rest)
         if match is not None:
             groups = match.groupdict()
-            return V2Path(kind, groups["name"], groups.get("digest"), groups.get("reference"),
-                          groups.get("upload"), valid=False)
+            return V2Path(
+                kind,
+                groups["name"],
+                groups.get("digest"),
+                groups.get("reference"),
+                groups.get("upload"),
+                valid=False,
+            )
     return None

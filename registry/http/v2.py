@@ -46,16 +46,16 @@ def _explain_invalid(path: V2Path) -> RegistryError:
 
 
 class V2Router:
-    def __init__(self, access: AccessController, blobs: BlobRoutes, manifests: ManifestRoutes) -> None:
+    def __init__(
+        self, access: AccessController, blobs: BlobRoutes, manifests: ManifestRoutes
+    ) -> None:
         self.access = access
         self.blobs = blobs
         self.manifests = manifests
 
     async def base(self, request: Request) -> Response:
         await self.access.authorize(request, [])
-        return Response(
-            b"{}", media_type="application/json", headers=dict(API_VERSION_HEADER)
-        )
+        return Response(b"{}", media_type="application/json", headers=dict(API_VERSION_HEADER))
 
     async def dispatch(self, request: Request) -> Response:
         rest: str = request.path_params["rest"]
@@ -65,7 +65,9 @@ class V2Router:
         if not path.valid:
             raise _explain_invalid(path)
         if request.method not in _METHODS[path.kind]:
-            raise RegistryError(METHOD_UNKNOWN, headers={"Allow": ", ".join(sorted(_METHODS[path.kind]))})
+            raise RegistryError(
+                METHOD_UNKNOWN, headers={"Allow": ", ".join(sorted(_METHODS[path.kind]))}
+            )
         if path.kind == "manifest":
             assert path.reference is not None
             return await self.manifests.manifest(request, path.name, path.reference)

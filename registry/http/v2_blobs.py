@@ -76,7 +76,10 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 class BlobRoutes:
     def __init__(
-        self, access: AccessController, blobs: BlobService, uploads: UploadService,
+        self,
+        access: AccessController,
+        blobs: BlobService,
+        uploads: UploadService,
         redirect: bool = False,
     ) -> None:
         self.access = access
@@ -130,7 +133,9 @@ class BlobRoutes:
             if url is not None:
                 return RedirectResponse(url, status_code=307, headers=_headers())
         chunks: Iterator[bytes] = (
-            iter(()) if length == 0 else await to_thread.run_sync(self.blobs.open, info, start, length)
+            iter(())
+            if length == 0
+            else await to_thread.run_sync(self.blobs.open, info, start, length)
         )
         return StreamingResponse(chunks, status_code=status, headers=headers)
 

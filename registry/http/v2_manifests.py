@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.domain.digests import parse_digest
-from registry.domain.errors import RegistryError, UNSUPPORTED
+from registry.domain.errors import UNSUPPORTED, RegistryError
 from registry.domain.manifests import OCI_INDEX
 from registry.domain.names import check_name
 from registry.domain.pagination import parse_page
@@ -21,10 +21,10 @@ from registry.services.listing import Listing, ListingService
 from registry.services.manifests import ManifestService, index_document
 
 
-def _json(body: object, status: int = 200, **headers: str) -> Response:
+def _json(body: object, **headers: str) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status,
+        status_code=200,
         media_type="application/json",
         headers={**API_VERSION_HEADER, **headers},
     )
@@ -130,6 +130,4 @@ class ManifestRoutes:
         items = listing.items
         if not principal.unrestricted:
             items = [r for r in items if principal.may("repository", r, "pull")]
-        return _json(
-            {"repositories": items}, **_link("/v2/_catalog", listing, page.limit)
-        )
+        return _json({"repositories": items}, **_link("/v2/_catalog", listing, page.limit))

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from registry.db.engine import Database
+from registry.db.engine import Database, rows_affected
 from registry.db.models import Blob, Repository, RepositoryBlob, utcnow
 from registry.domain.digests import Digest
 from registry.domain.errors import BLOB_UNKNOWN, UNAVAILABLE, RegistryError
@@ -99,12 +99,14 @@ class BlobService:
             repo_id = find_repository_id(session, repository)
             removed = 0
             if repo_id is not None:
-                removed = session.execute(
-                    delete(RepositoryBlob).where(
-                        RepositoryBlob.repository_id == repo_id,
-                        RepositoryBlob.blob_digest == str(digest),
+                removed = rows_affected(
+                    session.execute(
+                        delete(RepositoryBlob).where(
+                            RepositoryBlob.repository_id == repo_id,
+                            RepositoryBlob.blob_digest == str(digest),
+                        )
                     )
-                ).rowcount
+                )
             if not removed:
                 raise RegistryError(BLOB_UNKNOWN, detail={"digest": str(digest)})
 

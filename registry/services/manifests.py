@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from registry.db.engine import Database
+from registry.db.engine import Database, rows_affected
 from registry.db.models import (
     Blob,
     Manifest,
@@ -135,7 +135,9 @@ class ManifestService:
         with self.db.read() as session:
             row = session.execute(query).first()
         if row is None:
-            raise RegistryError(MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference})
+            raise RegistryError(
+                MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
+            )
         return _record(row)
 
     def payload(self, record: ManifestRecord) -> bytes:
@@ -155,8 +157,13 @@ class ManifestService:
         self, repository: str, subject: Digest, artifact_type: str | None
     ) -> list[dict[str, Any]]:
         query = (
-            select(Manifest.digest, Manifest.media_type, Manifest.size, Manifest.artifact_type,
-                   Manifest.annotations)
+            select(
+                Manifest.digest,
+                Manifest.media_type,
+                Manifest.size,
+                Manifest.artifact_type,
+                Manifest.annotations,
+            )
             .join(Repository, Repository.id == Manifest.repository_id)
             .where(Repository.name == repository, Manifest.subject_digest == str(subject))
             .order_by(Manifest.digest)
@@ -204,7 +211,8 @@ class ManifestService:
         existing = self._find(repository, digest_text)
         key: str | None = None
         if existing is None:
-            key = f"manifests/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}.{uuid.uuid4().hex[:12]}"
+            suffix = uuid.uuid4().hex[:12]
+            key = f"manifests/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}.{suffix}"
             try:
                 self.driver.put(key, payload)
             except StorageError as exc:
@@ -270,13 +278,19 @@ class ManifestService:
             session.add(manifest)
             session.flush()
             blob_digests = {str(d.digest) for d in parsed.blob_references()}
-            session.add_all(ManifestBlob(manifest_id=manifest.id, blob_digest=d) for d in blob_digests)
+            session.add_all(
+                ManifestBlob(manifest_id=manifest.id, blob_digest=d) for d in blob_digests
+            )
             children = {str(d.digest) for d in parsed.manifests}
             session.add_all(
                 ManifestReference(parent_id=manifest.id, child_digest=c) for c in children
             )
             record = ManifestRecord(
-                manifest.id, digest, parsed.media_type, len(payload), key,
+                manifest.id,
+                digest,
+                parsed.media_type,
+                len(payload),
+                key,
                 manifest.subject_digest,
             )
         if tag is not None:
@@ -343,15 +357,21 @@ class ManifestService:
                             Manifest.repository_id == repo_id, Manifest.digest == digest
                         )
                     )
-                    removed = session.execute(
-                        delete(Manifest).where(
-                            Manifest.repository_id == repo_id, Manifest.digest == digest
+                    removed = rows_affected(
+                        session.execute(
+                            delete(Manifest).where(
+                                Manifest.repository_id == repo_id, Manifest.digest == digest
+                            )
                         )
-                    ).rowcount
+                    )
                 else:
-                    removed = session.execute(
-                        delete(Tag).where(Tag.repository_id == repo_id, Tag.name == check_tag(reference))
-                    ).rowcount
+                    removed = rows_affected(
+                        session.execute(
+                            delete(Tag).where(
+                                Tag.repository_id == repo_id, Tag.name == check_tag(reference)
+                            )
+                        )
+                    )
             if not removed:
                 raise RegistryError(
                     MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}

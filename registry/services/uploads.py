@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from registry.db.engine import Database
+from registry.db.engine import Database, rows_affected
 from registry.db.models import UploadSession, utcnow
 from registry.domain.digests import Digest
 from registry.domain.errors import (
@@ -92,19 +92,23 @@ class Appender:
             raise _unavailable(exc) from exc
         hash_state = self._hasher.saved_state() if self._hasher is not None else None
         with self._service.db.write() as session:
-            changed = session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == self._row_id, UploadSession.size == self._start)
-                .values(
-                    driver_state=state.token,
-                    size=state.size,
-                    hash_state=hash_state,
-                    updated_at=utcnow(),
+            changed = rows_affected(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == self._row_id, UploadSession.size == self._start)
+                    .values(
+                        driver_state=state.token,
+                        size=state.size,
+                        hash_state=hash_state,
+                        updated_at=utcnow(),
+                    )
                 )
-            ).rowcount
+            )
         if not changed:
             raise RegistryError(
-                RANGE_INVALID, "the upload was modified concurrently", detail={"upload": self._row_id}
+                RANGE_INVALID,
+                "the upload was modified concurrently",
+                detail={"upload": self._row_id},
             )
         return UploadStatus(self._row_id, self._repository, state.size)
 
@@ -114,16 +118,22 @@ class UploadService:
         self.db = db
         self.driver = driver
 
-    def _load(self, session: Session, repository: str, upload_id: str, subject: str | None) -> UploadSession:
+    def _load(
+        self, session: Session, repository: str, upload_id: str, subject: str | None
+    ) -> UploadSession:
         row = session.get(UploadSession, upload_id) if len(upload_id) <= 64 else None
         # A session is bound to its repository and to whoever started it.
-        if row is None or row.repository_name != repository or (
-            row.subject is not None and row.subject != subject
+        if (
+            row is None
+            or row.repository_name != repository
+            or (row.subject is not None and row.subject != subject)
         ):
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
         return row
 
-    def start(self, repository: str, subject: str | None, algorithm: str = "sha256") -> UploadStatus:
+    def start(
+        self, repository: str, subject: str | None, algorithm: str = "sha256"
+    ) -> UploadStatus:
         upload_id = uuid.uuid4().hex
         try:
             state = self.driver.start_upload(upload_id)
@@ -161,7 +171,10 @@ class UploadService:
             raise RegistryError(
                 RANGE_INVALID,
                 f"chunk starts at {start} but the upload has {row.size} bytes",
-                headers={"Range": f"0-{row.size - 1}", "Location": f"/v2/{repository}/blobs/uploads/{row.id}"},
+                headers={
+                    "Range": f"0-{row.size - 1}",
+                    "Location": f"/v2/{repository}/blobs/uploads/{row.id}",
+                },
             )
         hasher: Hasher | None = None
         if row.hash_state is not None:
@@ -242,10 +255,9 @@ class UploadService:
     def _discard(self, upload_id: str, state: UploadState) -> None:
         with self.db.write() as session:
             session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
-        try:
+        # On failure the stale-upload purge retries later.
+        with contextlib.suppress(StorageUnavailable):
             self.driver.abort_upload(state)
-        except StorageUnavailable:
-            pass  # the stale-upload purge retries later
 
     def stale_sessions(self, older_than: dt.datetime) -> list[str]:
         with self.db.read() as session:
