@@ -1,0 +1,1 @@
+"""One module per `lading` subcommand; each exposes register(subparsers)."""
