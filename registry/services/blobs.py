@@ -58,6 +58,15 @@ def lock_blob(session: Session, digest: str) -> Blob | None:
     return session.scalar(query)
 
 
+# A blob is visible only through its link to the named repository.
+_STAT = (
+    "SELECT b.size, b.storage_key FROM blobs b"
+    " JOIN repository_blobs rb ON rb.blob_digest = b.digest"
+    " JOIN repositories r ON r.id = rb.repository_id"
+    " WHERE r.name = :name AND b.digest = :digest"
+)
+
+
 class BlobService:
     def __init__(self, db: Database, driver: Driver) -> None:
         self.db = db
@@ -65,16 +74,10 @@ class BlobService:
 
     def stat(self, repository: str, digest: Digest) -> BlobInfo:
         """The blob as linked in ``repository``; BLOB_UNKNOWN otherwise."""
-        with self.db.read() as session:
-            row = session.execute(
-                select(Blob.size, Blob.storage_key)
-                .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
-                .join(Repository, Repository.id == RepositoryBlob.repository_id)
-                .where(Repository.name == repository, Blob.digest == str(digest))
-            ).first()
+        row = self.db.fetch_one(_STAT, {"name": repository, "digest": str(digest)})
         if row is None:
             raise RegistryError(BLOB_UNKNOWN, detail={"digest": str(digest)})
-        return BlobInfo(digest=str(digest), size=row.size, storage_key=row.storage_key)
+        return BlobInfo(digest=str(digest), size=row[0], storage_key=row[1])
 
     def open(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         try:

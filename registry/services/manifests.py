@@ -105,6 +105,19 @@ _RECORD_COLUMNS = (
 )
 
 
+# Hot-path lookups run as plain SQL (see Database.fetch_one).
+_BY_TAG = (
+    "SELECT m.id, m.digest, m.media_type, m.size, m.storage_key, m.subject_digest"
+    " FROM manifests m JOIN tags t ON t.manifest_id = m.id"
+    " JOIN repositories r ON r.id = t.repository_id WHERE r.name = :name AND t.name = :tag"
+)
+_BY_DIGEST = (
+    "SELECT m.id, m.digest, m.media_type, m.size, m.storage_key, m.subject_digest"
+    " FROM manifests m JOIN repositories r ON r.id = m.repository_id"
+    " WHERE r.name = :name AND m.digest = :digest"
+)
+
+
 class ManifestService:
     def __init__(
         self, db: Database, driver: Driver, max_size: int, cache_bytes: int = 64 << 20
@@ -119,26 +132,15 @@ class ManifestService:
         """Find a manifest by tag or digest in ``repository``."""
         if looks_like_digest(reference):
             digest = str(parse_digest(reference))
-            query = (
-                select(*_RECORD_COLUMNS)
-                .join(Repository, Repository.id == Manifest.repository_id)
-                .where(Repository.name == repository, Manifest.digest == digest)
-            )
+            row = self.db.fetch_one(_BY_DIGEST, {"name": repository, "digest": digest})
         else:
             check_tag(reference)
-            query = (
-                select(*_RECORD_COLUMNS)
-                .join(Tag, Tag.manifest_id == Manifest.id)
-                .join(Repository, Repository.id == Tag.repository_id)
-                .where(Repository.name == repository, Tag.name == reference)
-            )
-        with self.db.read() as session:
-            row = session.execute(query).first()
+            row = self.db.fetch_one(_BY_TAG, {"name": repository, "tag": reference})
         if row is None:
             raise RegistryError(
                 MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
             )
-        return _record(row)
+        return ManifestRecord(*row)
 
     def payload(self, record: ManifestRecord) -> bytes:
         cached = self.cache.get(record.storage_key)
