@@ -25,6 +25,12 @@ class Settings(BaseModel):
     workers: int = Field(0, ge=0, le=64)
     data_dir: Path = Path("data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object per line with the request id (the container image's default).
+    log_format: Literal["text", "json"] = "text"
+    # One structured line per request (logger lading.access).
+    access_log: bool = False
+    # Seconds uvicorn waits for in-flight requests (e.g. uploads) on SIGTERM.
+    shutdown_timeout: float = Field(30.0, ge=0)
     # Default: SQLite in the data dir.
     database_url: str | None = None
     migrate_on_start: bool = True
