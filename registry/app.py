@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from registry.db import migrate
 from registry.db.engine import Database
@@ -20,6 +21,8 @@ from registry.http.errors import (
     registry_error_handler,
     unexpected_error_handler,
 )
+from registry.http.middleware import RequestContextMiddleware
+from registry.http.ops import Metrics, OpsRoutes
 from registry.http.v2 import V2Router
 from registry.http.v2_blobs import BlobRoutes
 from registry.http.v2_manifests import ManifestRoutes
@@ -95,6 +98,7 @@ def prepare(components: Components) -> None:
 
 def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
     components = build_components(settings)
+    metrics = Metrics.from_environment()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,6 +110,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
             yield
         finally:
             components.db.dispose()
+            metrics.worker_exiting()
 
     router = V2Router(
         components.access,
@@ -117,7 +122,12 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
         ),
     )
     app = Starlette(
-        routes=router.routes(),
+        routes=[*OpsRoutes(components.db, components.driver, metrics).routes(), *router.routes()],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware, metrics=metrics, access_log_enabled=settings.access_log
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             RegistryError: registry_error_handler,
@@ -126,6 +136,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
         },
     )
     app.state.components = components
+    app.state.metrics = metrics
     return app
 
 
