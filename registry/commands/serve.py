@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from registry.commands.common import export_settings, settings_from_args, worker_count
+from registry.logging_setup import configure_logging, logging_config
 
 log = logging.getLogger("lading")
 
@@ -17,32 +21,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from registry.app import build_components, create_app, prepare
 
     settings = settings_from_args(
-        args, host=args.host, port=args.port, data_dir=args.data_dir, workers=args.workers
+        args,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        workers=args.workers,
+        access_log=True if args.access_log else None,
     )
+    configure_logging(settings.log_format, settings.log_level)
+    workers = worker_count(settings)
+    multiproc_dir = _prepare_metrics_dir(workers)
     components = build_components(settings)
     prepare(components)
     components.db.dispose()
-    workers = worker_count(settings)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": args.access_log,
+        "log_config": logging_config(settings.log_format, settings.log_level),
+        # lading.access (RequestContextMiddleware) logs requests, with the request id.
+        "access_log": False,
         "http": "httptools",
         "loop": "uvloop",
         "timeout_keep_alive": 75,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,
     }
     log.info(
         "Lading listening on http://%s:%d with %d worker(s)", settings.host, settings.port, workers
     )
-    if workers == 1:
-        uvicorn.run(create_app(settings, prepared=True), **common)
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(settings, prepared=True), **common)
+            return 0
+        export_settings(settings)
+        uvicorn.run("registry.app:app_from_environment", factory=True, workers=workers, **common)
         return 0
-    export_settings(settings)
-    uvicorn.run("registry.app:app_from_environment", factory=True, workers=workers, **common)
-    return 0
+    finally:
+        if multiproc_dir is not None:
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _prepare_metrics_dir(workers: int) -> str | None:
+    """Give prometheus-client a fresh shared directory when several workers serve.
+
+    Must run before any worker imports prometheus_client; workers inherit it.
+    Returns the directory to remove at exit, or None when we did not create one.
+    """
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        # Operator-provided: start from an empty directory, as prometheus-client requires.
+        os.makedirs(configured, exist_ok=True)
+        for entry in os.listdir(configured):
+            if entry.endswith(".db"):
+                os.unlink(os.path.join(configured, entry))
+        return None
+    if workers <= 1:
+        return None
+    created = tempfile.mkdtemp(prefix="lading-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    return created
 
 
 def register(sub: Any) -> None:
@@ -51,6 +89,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=None, help="port (default 5000)")
     serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (0 = CPUs)")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (also LADING_ACCESS_LOG)"
+    )
     serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
