@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-_NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+from registry.db.raw import RawTx, to_pyformat
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -52,6 +54,10 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine = create_engine(url, **kwargs)
         self._write_engine: Engine = self.engine
+        self._thread_lock = threading.Lock()
+        self._lock_path: str | None = None
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            self._lock_path = f"{parsed.database}.writelock"
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -72,8 +78,52 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error."""
-        with self._write_sessions() as session, session.begin():
+        with self.writer_lock(), self._write_sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Serialize SQLite writers: threads by a lock, processes by flock.
+
+        SQLite's busy handler polls with sleeps of up to 100 ms, so contended
+        writers stall; blocking on a lock hands over the moment it is free.
+        """
+        if self._lock_path is None:
+            yield
+            return
+        with self._thread_lock:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    @contextmanager
+    def raw_transaction(self) -> Iterator[RawTx]:
+        """A write transaction on a raw DBAPI connection (see registry.db.raw)."""
+        with self.writer_lock():
+            conn = self.engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield RawTx(cursor, self.dialect)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+                finally:
+                    cursor.close()
+            finally:
+                conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core write transaction: cheaper than a Session on hot write paths."""
+        with self.writer_lock(), self._write_engine.begin() as conn:
+            yield conn
 
     def fetch_one(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """Run a read-only query with ``:name`` parameters on a raw pooled connection.
@@ -89,7 +139,7 @@ class Database:
 
     def _raw(self, sql: str, params: dict[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
         if self.dialect != "sqlite":
-            sql = _NAMED_PARAM.sub(r"%(\1)s", sql)
+            sql = to_pyformat(sql)
         conn = self.engine.raw_connection()
         try:
             cursor = conn.cursor()

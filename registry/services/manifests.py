@@ -10,22 +10,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import (
-    Blob,
     Manifest,
-    ManifestBlob,
-    ManifestReference,
     Repository,
-    RepositoryBlob,
     Tag,
-    utcnow,
 )
+from registry.db.raw import RawTx, in_clause
 from registry.domain.digests import Digest, digest_of, looks_like_digest, parse_digest
 from registry.domain.errors import (
     DIGEST_INVALID,
@@ -37,7 +30,7 @@ from registry.domain.errors import (
 )
 from registry.domain.manifests import OCI_INDEX, ParsedManifest, parse_manifest
 from registry.domain.names import check_tag
-from registry.services.repositories import ensure_repository, find_repository_id
+from registry.services.repositories import ensure_repository_raw, find_repository_id
 from storage.driver import Driver, ObjectNotFound, StorageError
 
 
@@ -80,10 +73,6 @@ class PayloadCache:
                 self._size -= len(dropped)
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def _record(row: Any) -> ManifestRecord:
     return ManifestRecord(
         id=row.id,
@@ -115,6 +104,33 @@ _BY_DIGEST = (
     "SELECT m.id, m.digest, m.media_type, m.size, m.storage_key, m.subject_digest"
     " FROM manifests m JOIN repositories r ON r.id = m.repository_id"
     " WHERE r.name = :name AND m.digest = :digest"
+)
+
+
+_EXISTING = (
+    "SELECT id, digest, media_type, size, storage_key, subject_digest FROM manifests"
+    " WHERE repository_id = :repo AND digest = :digest"
+)
+_INSERT_MANIFEST = (
+    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size,"
+    " storage_key, config_digest, subject_digest, annotations, created_at)"
+    " VALUES (:repo, :digest, :media_type, :artifact_type, :size, :key, :config, :subject,"
+    " :annotations, :now) RETURNING id"
+)
+_UPSERT_TAG = (
+    "INSERT INTO tags (repository_id, name, manifest_id, updated_at)"
+    " VALUES (:repo, :name, :m, :now) ON CONFLICT (repository_id, name)"
+    " DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at"
+)
+
+
+# {clause} is an IN list of placeholders (registry.db.raw.in_clause), never values.
+_BLOBS_PRESENT = (
+    "SELECT rb.blob_digest FROM repository_blobs rb JOIN blobs b ON b.digest = rb.blob_digest"
+    " WHERE rb.repository_id = :repo AND rb.blob_digest IN {clause}{lock}"
+)
+_CHILDREN_PRESENT = (
+    "SELECT digest FROM manifests WHERE repository_id = :repo AND digest IN {clause}"
 )
 
 
@@ -210,7 +226,7 @@ class ManifestService:
         parsed = parse_manifest(payload, content_type)
         digest_text = str(digest)
 
-        existing = self._find(repository, digest_text)
+        existing = self.db.fetch_one(_BY_DIGEST, {"name": repository, "digest": digest_text})
         key: str | None = None
         if existing is None:
             suffix = uuid.uuid4().hex[:12]
@@ -220,9 +236,9 @@ class ManifestService:
             except StorageError as exc:
                 raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
         try:
-            with self.db.write() as session:
+            with self.db.raw_transaction() as tx:
                 record = self._record_manifest(
-                    session, repository, digest_text, parsed, payload, key, tag
+                    tx, repository, digest_text, parsed, payload, key, tag
                 )
         except BaseException:
             if key is not None:
@@ -234,18 +250,9 @@ class ManifestService:
                 self.driver.delete(key)
         return record
 
-    def _find(self, repository: str, digest: str) -> ManifestRecord | None:
-        with self.db.read() as session:
-            row = session.execute(
-                select(*_RECORD_COLUMNS)
-                .join(Repository, Repository.id == Manifest.repository_id)
-                .where(Repository.name == repository, Manifest.digest == digest)
-            ).first()
-        return None if row is None else _record(row)
-
     def _record_manifest(
         self,
-        session: Session,
+        tx: RawTx,
         repository: str,
         digest: str,
         parsed: ParsedManifest,
@@ -253,90 +260,79 @@ class ManifestService:
         key: str | None,
         tag: str | None,
     ) -> ManifestRecord:
-        repo_id = ensure_repository(session, repository)
-        row = session.execute(
-            select(*_RECORD_COLUMNS).where(
-                Manifest.repository_id == repo_id, Manifest.digest == digest
-            )
-        ).first()
+        now = tx.timestamp()
+        repo_id = ensure_repository_raw(tx, repository, now)
+        row = tx.one(_EXISTING, {"repo": repo_id, "digest": digest})
         if row is not None:
-            record = _record(row)
+            record = ManifestRecord(*row)
         else:
             if key is None:  # deleted since we looked: store the bytes anew
                 raise RegistryError(UNAVAILABLE, "manifest changed concurrently; retry")
-            self._check_references(session, repo_id, parsed)
-            manifest = Manifest(
-                repository_id=repo_id,
-                digest=digest,
-                media_type=parsed.media_type,
-                artifact_type=parsed.effective_artifact_type(),
-                size=len(payload),
-                storage_key=key,
-                config_digest=str(parsed.config.digest) if parsed.config else None,
-                subject_digest=str(parsed.subject.digest) if parsed.subject else None,
-                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
-                created_at=utcnow(),
+            self._check_references(tx, repo_id, parsed)
+            subject = str(parsed.subject.digest) if parsed.subject else None
+            inserted = tx.one(
+                _INSERT_MANIFEST,
+                {
+                    "repo": repo_id,
+                    "digest": digest,
+                    "media_type": parsed.media_type,
+                    "artifact_type": parsed.effective_artifact_type(),
+                    "size": len(payload),
+                    "key": key,
+                    "config": str(parsed.config.digest) if parsed.config else None,
+                    "subject": subject,
+                    "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
+                    "now": now,
+                },
             )
-            session.add(manifest)
-            session.flush()
-            blob_digests = {str(d.digest) for d in parsed.blob_references()}
-            session.add_all(
-                ManifestBlob(manifest_id=manifest.id, blob_digest=d) for d in blob_digests
+            assert inserted is not None
+            manifest_id = int(inserted[0])
+            blob_digests = sorted({str(d.digest) for d in parsed.blob_references()})
+            tx.many(
+                "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (:m, :d)",
+                [{"m": manifest_id, "d": d} for d in blob_digests],
             )
-            children = {str(d.digest) for d in parsed.manifests}
-            session.add_all(
-                ManifestReference(parent_id=manifest.id, child_digest=c) for c in children
+            children = sorted({str(d.digest) for d in parsed.manifests})
+            tx.many(
+                "INSERT INTO manifest_references (parent_id, child_digest) VALUES (:m, :d)",
+                [{"m": manifest_id, "d": c} for c in children],
             )
             record = ManifestRecord(
-                manifest.id,
-                digest,
-                parsed.media_type,
-                len(payload),
-                key,
-                manifest.subject_digest,
+                manifest_id, digest, parsed.media_type, len(payload), key, subject
             )
         if tag is not None:
-            session.execute(
-                _insert(session)(Tag)
-                .values(repository_id=repo_id, name=tag, manifest_id=record.id, updated_at=utcnow())
-                .on_conflict_do_update(
-                    index_elements=["repository_id", "name"],
-                    set_={"manifest_id": record.id, "updated_at": utcnow()},
-                )
-            )
-        session.execute(
-            update(Repository).where(Repository.id == repo_id).values(last_push_at=utcnow())
+            tx.run(_UPSERT_TAG, {"repo": repo_id, "name": tag, "m": record.id, "now": now})
+        tx.run(
+            "UPDATE repositories SET last_push_at = :now WHERE id = :repo",
+            {"now": now, "repo": repo_id},
         )
         return record
 
     @staticmethod
-    def _check_references(session: Session, repo_id: int, parsed: ParsedManifest) -> None:
+    def _check_references(tx: RawTx, repo_id: int, parsed: ParsedManifest) -> None:
         """Inside the recording transaction: every referenced blob/child must exist."""
-        wanted_blobs = {str(d.digest) for d in parsed.blob_references()}
         missing: list[str] = []
+        wanted_blobs = {str(d.digest) for d in parsed.blob_references()}
         if wanted_blobs:
-            query = (
-                select(RepositoryBlob.blob_digest)
-                .join(Blob, Blob.digest == RepositoryBlob.blob_digest)
-                .where(
-                    RepositoryBlob.repository_id == repo_id,
-                    RepositoryBlob.blob_digest.in_(wanted_blobs),
+            clause, params = in_clause("d", sorted(wanted_blobs))
+            # On PostgreSQL, hold the blobs against a concurrent collector until commit.
+            lock = " FOR SHARE OF b" if tx.is_postgres else ""
+            found = {
+                r[0]
+                for r in tx.all(
+                    _BLOBS_PRESENT.format(clause=clause, lock=lock), {"repo": repo_id, **params}
                 )
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                # Hold the blobs against a concurrent collector until we commit.
-                query = query.with_for_update(of=Blob, read=True)
-            found = set(session.scalars(query))
+            }
             missing.extend(sorted(wanted_blobs - found))
         wanted_children = {str(d.digest) for d in parsed.manifests}
         if wanted_children:
-            found_children = set(
-                session.scalars(
-                    select(Manifest.digest).where(
-                        Manifest.repository_id == repo_id, Manifest.digest.in_(wanted_children)
-                    )
+            clause, params = in_clause("c", sorted(wanted_children))
+            found_children = {
+                r[0]
+                for r in tx.all(
+                    _CHILDREN_PRESENT.format(clause=clause), {"repo": repo_id, **params}
                 )
-            )
+            }
             missing.extend(sorted(wanted_children - found_children))
         if missing:
             raise RegistryError(

@@ -2,30 +2,59 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from registry.db.models import Repository, utcnow
+from registry.db.raw import RawTx
+
+# Session and Connection both execute Core statements; hot paths use Connection.
+Executor = Session | Connection
 
 
-def find_repository_id(session: Session, name: str) -> int | None:
-    return session.scalar(select(Repository.id).where(Repository.name == name))
+def dialect_name(executor: Executor) -> str:
+    if isinstance(executor, Connection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
 
 
-def ensure_repository(session: Session, name: str) -> int:
+def insert_for(executor: Executor) -> Any:
+    """The dialect's INSERT construct (both support ON CONFLICT)."""
+    return pg_insert if dialect_name(executor) == "postgresql" else sqlite_insert
+
+
+def find_repository_id(executor: Executor, name: str) -> int | None:
+    return executor.scalar(select(Repository.id).where(Repository.name == name))
+
+
+def ensure_repository(executor: Executor, name: str) -> int:
     """Return the id of ``name``, creating the row if needed (race-safe)."""
-    found = find_repository_id(session, name)
+    found = find_repository_id(executor, name)
     if found is not None:
         return found
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert(Repository)
+    executor.execute(
+        insert_for(executor)(Repository)
         .values(name=name, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )
-    repo_id = find_repository_id(session, name)
+    repo_id = find_repository_id(executor, name)
     assert repo_id is not None
     return repo_id
+
+
+def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
+    """``ensure_repository`` inside a raw transaction."""
+    row = tx.one("SELECT id FROM repositories WHERE name = :name", {"name": name})
+    if row is None:
+        tx.run(
+            "INSERT INTO repositories (name, created_at) VALUES (:name, :now)"
+            " ON CONFLICT (name) DO NOTHING",
+            {"name": name, "now": now},
+        )
+        row = tx.one("SELECT id FROM repositories WHERE name = :name", {"name": name})
+    assert row is not None
+    return int(row[0])
