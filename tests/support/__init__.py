@@ -1,0 +1,1 @@
+"""Helpers shared by Lading's tests: registry servers, a Docker engine, image builders."""
