@@ -176,8 +176,9 @@ def parse_jwks(document: Mapping[str, object], source: str = "jwks") -> list[Ver
         if declared is not None and declared != alg:
             raise KeyFileError(f"{source}: alg {declared!r} does not fit the key type")
         kid = entry.get("kid")
-        result.append(VerificationKey(kid if isinstance(kid, str) else libtrust_kid(public),
-                                      public, alg))
+        result.append(
+            VerificationKey(kid if isinstance(kid, str) else libtrust_kid(public), public, alg)
+        )
     return result
 
 

@@ -1,0 +1,70 @@
+"""Failed-login throttling per (username, client IP), stored in the database so that
+replicas agree. Counting is best effort: concurrent failures may lose an increment."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from auth.models import LoginFailure, utcnow
+from auth.settings import ThrottleSettings
+
+
+class LoginThrottle:
+    def __init__(self, settings: ThrottleSettings) -> None:
+        self._max = settings.max_failures
+        self._window = timedelta(seconds=settings.window_seconds)
+        self._lockout = timedelta(seconds=settings.lockout_seconds)
+
+    @staticmethod
+    def _key(username: str, client_ip: str) -> tuple[str, str]:
+        return username.lower()[:255], client_ip[:64]
+
+    def retry_after(
+        self, session: Session, username: str, client_ip: str, now: datetime | None = None
+    ) -> int | None:
+        """Seconds until this pair may try again, or None when it is not locked."""
+        now = now or utcnow()
+        row = session.get(LoginFailure, self._key(username, client_ip))
+        if row is None or row.locked_until is None or row.locked_until <= now:
+            return None
+        return max(1, math.ceil((row.locked_until - now).total_seconds()))
+
+    def record_failure(
+        self, session: Session, username: str, client_ip: str, now: datetime | None = None
+    ) -> int | None:
+        """Count a failure; returns the retry-after seconds if this locks the pair."""
+        now = now or utcnow()
+        key = self._key(username, client_ip)
+        row = session.get(LoginFailure, key)
+        if row is None:
+            row = LoginFailure(username=key[0], client_ip=key[1], window_start=now, failures=0)
+            session.add(row)
+        elif now - row.window_start > self._window:
+            row.window_start, row.failures, row.locked_until = now, 0, None
+        row.failures += 1
+        locked = None
+        if row.failures >= self._max:
+            row.locked_until = now + self._lockout
+            locked = math.ceil(self._lockout.total_seconds())
+        session.flush()
+        return locked
+
+    def reset(self, session: Session, username: str, client_ip: str) -> None:
+        row = session.get(LoginFailure, self._key(username, client_ip))
+        if row is not None:
+            session.delete(row)
+            session.flush()
+
+    def purge(self, session: Session, now: datetime | None = None) -> None:
+        """Drop rows whose window and lock are both over (periodic housekeeping)."""
+        now = now or utcnow()
+        session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.window_start < now - self._window,
+                (LoginFailure.locked_until.is_(None)) | (LoginFailure.locked_until < now),
+            )
+        )
