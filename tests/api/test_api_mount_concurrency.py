@@ -1,0 +1,145 @@
+"""Cross-repository mounts, concurrent pushes, and uploads continued across worker processes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from support.server import RegistryServer
+from v2client import (
+    digest_of,
+    expect_error,
+    finish_upload,
+    location,
+    patch_chunk,
+    push_blob,
+    random_bytes,
+    start_upload,
+    unique,
+)
+
+
+def mount(client: httpx.Client, target: str, digest: str, source: str | None) -> httpx.Response:
+    params = {"mount": digest}
+    if source is not None:
+        params["from"] = source
+    return client.post(f"/v2/{target}/blobs/uploads/", params=params)
+
+
+def test_mount_from_another_repository(client: httpx.Client, repo: str) -> None:
+    data = random_bytes(2048, seed=20)
+    digest = push_blob(client, repo, data)
+    target = unique("api/mount-target")
+    response = mount(client, target, digest, repo)
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert location(response).endswith(f"/v2/{target}/blobs/{digest}")
+    pulled = client.get(f"/v2/{target}/blobs/{digest}")
+    assert pulled.status_code == 200
+    assert pulled.content == data
+
+
+def test_mount_of_unknown_blob_starts_an_upload(client: httpx.Client, repo: str) -> None:
+    push_blob(client, repo, b"the source has something")
+    missing = digest_of(b"never pushed " + repo.encode())
+    target = unique("api/mount-target")
+    response = mount(client, target, missing, repo)
+    assert response.status_code == 202, response.text
+    url = location(response)
+    assert "/blobs/uploads/" in url
+    # The fallback session is a real upload session.
+    data = b"pushed instead of mounted"
+    done = finish_upload(client, url, digest_of(data), data)
+    assert done.status_code == 201, done.text
+    expect_error(client.get(f"/v2/{target}/blobs/{missing}"), 404, "BLOB_UNKNOWN")
+
+
+def test_mount_from_unknown_repository_starts_an_upload(client: httpx.Client, repo: str) -> None:
+    digest = push_blob(client, repo, b"exists, but not in the named source")
+    target = unique("api/mount-target")
+    response = mount(client, target, digest, unique("api/no-such-repo"))
+    assert response.status_code == 202, response.text
+    assert client.get(location(response)).status_code == 204
+    expect_error(client.get(f"/v2/{target}/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+
+
+def test_mount_without_from(client: httpx.Client, repo: str) -> None:
+    digest = push_blob(client, repo, b"mount me without naming the source")
+    target = unique("api/mount-target")
+    response = mount(client, target, digest, None)
+    # 201 (automatic content discovery) or 202 (plain upload) are both allowed.
+    assert response.status_code in (201, 202), response.text
+    if response.status_code == 202:
+        expect_error(client.get(f"/v2/{target}/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+
+
+def test_concurrent_pushes_of_the_same_blob(api_server: RegistryServer, repo: str) -> None:
+    data = random_bytes(64 * 1024, seed=21)
+    digest = digest_of(data)
+    repos = [repo, repo, repo, unique("api/concurrent"), unique("api/concurrent")]
+
+    def push(index: int) -> tuple[int, str]:
+        with api_server.client(timeout=60.0) as http:
+            target = repos[index % len(repos)]
+            if index % 2:
+                response = http.post(
+                    f"/v2/{target}/blobs/uploads/", params={"digest": digest}, content=data
+                )
+            else:
+                url = start_upload(http, target)
+                first = patch_chunk(http, url, data[:30000], 0)
+                assert first.status_code == 202, first.text
+                response = finish_upload(http, location(first), digest, data[30000:])
+            return response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(push, range(24)))
+    assert all(status == 201 for status, _ in results), results
+    with api_server.client() as http:
+        for target in set(repos):
+            response = http.get(f"/v2/{target}/blobs/{digest}")
+            assert response.status_code == 200, target
+            assert response.content == data
+
+
+def test_upload_continues_across_worker_processes(client: httpx.Client, repo: str) -> None:
+    """Many small PATCHes on fresh connections: with 2 workers they alternate processes."""
+    data = random_bytes(40 * 997, seed=22)
+    url = start_upload(client, repo)
+    for start in range(0, len(data), 997):
+        # A new connection per chunk lets the kernel hand it to either worker.
+        with httpx.Client(timeout=30.0) as fresh:
+            response = patch_chunk(fresh, url, data[start : start + 997], start)
+            assert response.status_code == 202, f"chunk at {start}: {response.text}"
+            url = location(response)
+            status = fresh.get(url)
+            assert status.status_code == 204
+    response = finish_upload(client, url, digest_of(data))
+    assert response.status_code == 201, response.text
+    assert client.get(f"/v2/{repo}/blobs/{digest_of(data)}").content == data
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_parallel_chunked_uploads_do_not_mix(
+    api_server: RegistryServer, repo: str, algorithm: str
+) -> None:
+    blobs = [random_bytes(12_000 + i, seed=100 + i) for i in range(8)]
+
+    def upload(data: bytes) -> str:
+        with api_server.client(timeout=60.0) as http:
+            url = start_upload(http, repo)
+            for start in range(0, len(data), 4000):
+                response = patch_chunk(http, url, data[start : start + 4000], start)
+                assert response.status_code == 202, response.text
+                url = location(response)
+            done = finish_upload(http, url, digest_of(data, algorithm))
+            assert done.status_code == 201, done.text
+            return str(done.headers["Docker-Content-Digest"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        digests = list(pool.map(upload, blobs))
+    with api_server.client() as http:
+        for data, digest in zip(blobs, digests, strict=True):
+            assert digest == digest_of(data, algorithm)
+            assert http.get(f"/v2/{repo}/blobs/{digest}").content == data
