@@ -25,19 +25,19 @@ class StorageError(Exception):
     """Base of every error a driver raises."""
 
 
-class ObjectNotFound(StorageError):  # noqa: N818 - reads better at call sites
+class ObjectNotFound(StorageError):
     """The key (or upload) does not exist."""
 
 
-class InvalidKey(StorageError):  # noqa: N818
+class InvalidKey(StorageError):
     """The key breaks the key grammar; nothing was touched."""
 
 
-class StorageUnavailable(StorageError):  # noqa: N818
+class StorageUnavailable(StorageError):
     """The backend failed or timed out; the operation may be retried."""
 
 
-class UploadStateInvalid(StorageError):  # noqa: N818
+class UploadStateInvalid(StorageError):
     """An upload state does not describe a live upload of this driver."""
 
 
@@ -53,11 +53,13 @@ class UploadWriter(Protocol):
     def write(self, data: bytes) -> None:
         """Append ``data``. Not durable until :meth:`close` returns."""
 
-    def close(self) -> UploadState:
+    def close(self, final: bool = False) -> UploadState:
         """Make every written byte durable and return the new state.
 
         Only bytes covered by a state returned here may be relied upon; a
         writer abandoned without ``close`` leaves the previous state valid.
+        ``final=True`` tells the driver that ``commit_upload`` follows at once,
+        so work that only protects a later resumption may be skipped.
         """
 
     def abandon(self) -> None:

@@ -61,6 +61,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(directory: Path, root: Path) -> None:
+    """Create ``directory`` and its missing parents, each made durable in its parent."""
+    if directory.is_dir():
+        return
+    if directory != root:
+        _make_dirs(directory.parent, root)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(directory.parent)
+
+
 def _translate(exc: OSError, key: str) -> Exception:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ObjectNotFound(key)
@@ -72,8 +85,10 @@ def _translate(exc: OSError, key: str) -> Exception:
 class FilesystemUploadWriter:
     """Appends to ``_uploads/<id>/data``; ``close`` fsyncs."""
 
-    def __init__(self, path: Path, size: int, token: str) -> None:
+    def __init__(self, path: Path, size: int, token: str, dirs_synced: bool = True) -> None:
         self._token = token
+        self._path = path
+        self._dirs_synced = dirs_synced
         try:
             self._fd = os.open(path, os.O_WRONLY)
             # Bytes past the durable size belong to an abandoned writer.
@@ -98,11 +113,16 @@ class FilesystemUploadWriter:
             _start_writeback(self._fd, self._synced_to, self._size - self._synced_to)
             self._synced_to = self._size
 
-    def close(self) -> UploadState:
+    def close(self, final: bool = False) -> UploadState:
         if not self._closed:
             self._closed = True
             try:
                 os.fsync(self._fd)
+                if not self._dirs_synced and not final:
+                    # The upload's directory entries become durable with its first bytes.
+                    _fsync_dir(self._path.parent)
+                    self._dirs_synced = True
+                    self._token = json.dumps({**json.loads(self._token), "dirs_synced": True})
             except OSError as exc:
                 raise StorageUnavailable(f"upload fsync failed: {exc.strerror}") from exc
             finally:
@@ -130,7 +150,7 @@ class FilesystemDriver:
             raise InvalidKey(f"reserved key: {key!r}")
         return self.root / key
 
-    def _upload_dir(self, upload_id: str) -> Path:
+    def _upload_file(self, upload_id: str) -> Path:
         return self.root / _UPLOADS_DIR / check_upload_id(upload_id)
 
     def _upload_path(self, state: UploadState) -> Path:
@@ -141,7 +161,7 @@ class FilesystemDriver:
         if not isinstance(upload_id, str):
             raise UploadStateInvalid("malformed upload state")
         try:
-            return self._upload_dir(upload_id) / "data"
+            return self._upload_file(upload_id)
         except InvalidKey as exc:
             raise UploadStateInvalid("malformed upload state") from exc
 
@@ -202,7 +222,7 @@ class FilesystemDriver:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path.parent, self.root)
             tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -255,21 +275,23 @@ class FilesystemDriver:
                 yield f"{rel_dir}/{filename}" if rel_dir else filename
 
     def start_upload(self, upload_id: str) -> UploadState:
-        directory = self._upload_dir(upload_id)
+        path = self._upload_file(upload_id)
         try:
-            directory.mkdir(parents=True, exist_ok=False)
-            fd = os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _make_dirs(path.parent, self.root)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.close(fd)
-            _fsync_dir(directory)
-            _fsync_dir(directory.parent)
+            # The directory entry is fsynced by the first writer close: a
+            # single-request upload that commits at once never pays for it.
         except FileExistsError as exc:
             raise UploadStateInvalid(f"upload {upload_id!r} already exists") from exc
         except OSError as exc:
             raise StorageUnavailable(f"cannot start upload: {exc.strerror}") from exc
-        return UploadState(token=json.dumps({"id": upload_id}), size=0)
+        return UploadState(token=json.dumps({"id": upload_id, "dirs_synced": False}), size=0)
 
     def resume_upload(self, state: UploadState) -> FilesystemUploadWriter:
-        return FilesystemUploadWriter(self._upload_path(state), state.size, state.token)
+        path = self._upload_path(state)
+        dirs_synced = bool(json.loads(state.token).get("dirs_synced", True))
+        return FilesystemUploadWriter(path, state.size, state.token, dirs_synced)
 
     def read_upload(self, state: UploadState) -> Iterator[bytes]:
         path = self._upload_path(state)
@@ -291,10 +313,9 @@ class FilesystemDriver:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(target.parent, self.root)
             os.replace(source, target)
             _fsync_dir(target.parent)
-            source.parent.rmdir()
         except FileNotFoundError as exc:
             raise UploadStateInvalid("upload is gone") from exc
         except OSError as exc:
@@ -305,17 +326,14 @@ class FilesystemDriver:
         path = self._upload_path(state)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
 
     def list_uploads(self) -> Iterator[tuple[str, UploadState]]:
         base = self.root / _UPLOADS_DIR
         if not base.is_dir():
             return
         for entry in base.iterdir():
-            data = entry / "data"
             try:
-                size = data.stat().st_size
+                size = entry.stat().st_size
             except OSError:
                 size = 0
             yield entry.name, UploadState(token=json.dumps({"id": entry.name}), size=size)

@@ -21,7 +21,7 @@ from registry.http.access import AccessController, AccessRequest, Principal
 from registry.http.bodies import content_length, pump_into
 from registry.http.errors import API_VERSION_HEADER
 from registry.services.blobs import BlobInfo, BlobService
-from registry.services.uploads import UploadService, UploadStatus
+from registry.services.uploads import Appender, UploadService, UploadStatus
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(\d+|\*))?")
@@ -150,12 +150,20 @@ class BlobRoutes:
         digest_text = params.get("digest")
         if digest_text is not None:
             digest = parse_digest(digest_text)
-            status = await to_thread.run_sync(
-                self.uploads.start, name, principal.subject, digest.algorithm
-            )
-            return await self._append_and_complete(request, status, principal, digest)
+            return await self._monolithic(request, name, digest)
         status = await to_thread.run_sync(self.uploads.start, name, principal.subject)
         return Response(status_code=202, headers=_upload_headers(status))
+
+    async def _monolithic(self, request: Request, name: str, digest: Digest) -> Response:
+        """POST ?digest= with the whole blob: no session row, one commit."""
+        appender = await to_thread.run_sync(self.uploads.open_direct, name, digest.algorithm)
+        try:
+            await pump_into(request, appender, content_length(request))
+            info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
+        except BaseException:
+            await to_thread.run_sync(appender.abandon)
+            raise
+        return Response(status_code=201, headers=_created_headers(name, info))
 
     async def _mount_or_start(
         self, request: Request, name: str, mount: str, source: str | None
@@ -206,17 +214,24 @@ class BlobRoutes:
         length = content_length(request)
         has_body = (length or 0) > 0 or "chunked" in request.headers.get("transfer-encoding", "")
         if has_body:
-            await self._append(request, status.repository, status.id, principal, chunked=False)
-        info = await to_thread.run_sync(
-            self.uploads.complete, status.repository, status.id, principal.subject, digest
-        )
+            appender = await self._open_appender(request, status.repository, status.id, principal,
+                                                 chunked=False)  # fmt: skip
+            try:
+                await pump_into(request, appender, length)
+                info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
+            except BaseException:
+                await to_thread.run_sync(appender.abandon)
+                raise
+        else:
+            info = await to_thread.run_sync(
+                self.uploads.complete, status.repository, status.id, principal.subject, digest
+            )
         return Response(status_code=201, headers=_created_headers(status.repository, info))
 
-    async def _append(
+    async def _open_appender(
         self, request: Request, name: str, upload_id: str, principal: Principal, *, chunked: bool
-    ) -> UploadStatus:
+    ) -> Appender:
         start: int | None = None
-        expected = content_length(request)
         content_range = request.headers.get("content-range")
         if content_range and chunked:
             match = _CONTENT_RANGE.fullmatch(content_range.strip())
@@ -225,12 +240,23 @@ class BlobRoutes:
             start, end = int(match.group(1)), int(match.group(2))
             if end < start:
                 raise RegistryError(RANGE_INVALID, "Content-Range end precedes its start")
+            expected = content_length(request)
             if expected is not None and expected != end - start + 1:
                 raise RegistryError(SIZE_INVALID, "Content-Length does not match Content-Range")
-            expected = end - start + 1
-        appender = await to_thread.run_sync(
+        return await to_thread.run_sync(
             self.uploads.open_append, name, upload_id, principal.subject, start
         )
+
+    async def _append(
+        self, request: Request, name: str, upload_id: str, principal: Principal, *, chunked: bool
+    ) -> UploadStatus:
+        expected = content_length(request)
+        content_range = request.headers.get("content-range")
+        appender = await self._open_appender(request, name, upload_id, principal, chunked=chunked)
+        if content_range and chunked and expected is None:
+            match = _CONTENT_RANGE.fullmatch(content_range.strip())
+            assert match is not None
+            expected = int(match.group(2)) - int(match.group(1)) + 1
         try:
             await pump_into(request, appender, expected)
         except BaseException:

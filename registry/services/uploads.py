@@ -2,7 +2,8 @@
 
 An upload row records the driver's durable state, the byte count and the
 saved hash context, so any process can continue an upload and a restart
-loses no acknowledged byte.
+loses no acknowledged byte. A single-request (monolithic) upload records no
+row at all: nothing is acknowledged until its blob is committed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
-
-from registry.db.engine import Database, rows_affected
-from registry.db.models import UploadSession, utcnow
+from registry.db.engine import Database
+from registry.db.raw import RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
     BLOB_UPLOAD_UNKNOWN,
@@ -26,8 +24,8 @@ from registry.domain.errors import (
     RegistryError,
 )
 from registry.domain.hashing import Hasher, new_hasher
-from registry.services.blobs import BlobInfo, link_blob, lock_blob, record_blob
-from registry.services.repositories import ensure_repository
+from registry.services.blobs import BlobInfo
+from registry.services.repositories import ensure_repository_raw
 from storage.driver import (
     Driver,
     StorageError,
@@ -45,8 +43,62 @@ class UploadStatus:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: str
+    repository: str
+    subject: str | None
+    driver_state: str
+    size: int
+    hash_algorithm: str
+    hash_state: bytes | None
+
+    @property
+    def state(self) -> UploadState:
+        return UploadState(self.driver_state, self.size)
+
+
+_SELECT_ROW = (
+    "SELECT id, repository_name, subject, driver_state, size, hash_algorithm, hash_state"
+    " FROM upload_sessions WHERE id = :id"
+)
+_INSERT_ROW = (
+    "INSERT INTO upload_sessions (id, repository_name, subject, driver_state, size,"
+    " hash_algorithm, hash_state, created_at, updated_at)"
+    " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
+)
+# Compare-and-set on size: a concurrent PATCH of the same upload loses.
+_UPDATE_ROW = (
+    "UPDATE upload_sessions SET driver_state = :state, size = :size, hash_state = :hash,"
+    " updated_at = :now WHERE id = :id AND size = :start"
+)
+_LINK = (
+    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at)"
+    " VALUES (:repo, :digest, :now) ON CONFLICT DO NOTHING"
+)
+_RECORD_BLOB = (
+    "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (:digest, :size, :key, :now)"
+    " ON CONFLICT (digest) DO NOTHING"
+)
+
+
+_BLOB_EXISTS = "SELECT 1 FROM blobs WHERE digest = :digest"
+
+
 def _unavailable(exc: StorageError) -> RegistryError:
     return RegistryError(UNAVAILABLE, f"storage error: {exc}")
+
+
+def _blob_row(tx: RawTx, digest: str) -> tuple[int, str] | None:
+    """The blob's size and key, locked against a concurrent collector on PostgreSQL."""
+    sql = "SELECT size, storage_key FROM blobs WHERE digest = :digest"
+    row = tx.one(sql + " FOR SHARE" if tx.is_postgres else sql, {"digest": digest})
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def link_blob_raw(tx: RawTx, repository: str, digest: str, now: object) -> None:
+    repo_id = ensure_repository_raw(tx, repository, now)
+    tx.run(_LINK, {"repo": repo_id, "digest": digest, "now": now})
 
 
 class Appender:
@@ -55,25 +107,29 @@ class Appender:
     def __init__(
         self,
         service: UploadService,
-        row: UploadSession,
+        upload_id: str,
+        repository: str,
+        start: int,
         writer: UploadWriter,
         hasher: Hasher | None,
+        *,
+        recorded: bool,
+        initial_state: UploadState | None = None,
     ) -> None:
         self._service = service
-        self._row_id = row.id
-        self._repository = row.repository_name
-        self._start = row.size
+        self.upload_id = upload_id
+        self.repository = repository
+        self.start = start
         self._writer = writer
-        self._hasher = hasher
-        self.size = row.size
-
-    @property
-    def start(self) -> int:
-        return self._start
+        self.hasher = hasher
+        self.size = start
+        # A direct (single-request) upload has no row to update.
+        self.recorded = recorded
+        self._initial_state = initial_state
 
     def write(self, data: bytes) -> None:
-        if self._hasher is not None:
-            self._hasher.update(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
         try:
             self._writer.write(data)
         except StorageError as exc:
@@ -83,34 +139,40 @@ class Appender:
     def abandon(self) -> None:
         with contextlib.suppress(StorageError):
             self._writer.abandon()
+        if not self.recorded and self._initial_state is not None:
+            # Nothing refers to a direct upload: drop its bytes now.
+            with contextlib.suppress(StorageError):
+                self._service.driver.abort_upload(self._initial_state)
 
-    def finish(self) -> UploadStatus:
-        """Make the bytes durable, then record the new state (compare-and-set on size)."""
+    def close_writer(self, final: bool = False) -> UploadState:
         try:
-            state = self._writer.close()
+            return self._writer.close(final=final)
         except StorageError as exc:
             raise _unavailable(exc) from exc
-        hash_state = self._hasher.saved_state() if self._hasher is not None else None
-        with self._service.db.write() as session:
-            changed = rows_affected(
-                session.execute(
-                    update(UploadSession)
-                    .where(UploadSession.id == self._row_id, UploadSession.size == self._start)
-                    .values(
-                        driver_state=state.token,
-                        size=state.size,
-                        hash_state=hash_state,
-                        updated_at=utcnow(),
-                    )
-                )
+
+    def finish(self) -> UploadStatus:
+        """Make the bytes durable, then record the new state."""
+        state = self.close_writer()
+        hash_state = self.hasher.saved_state() if self.hasher is not None else None
+        with self._service.db.raw_transaction() as tx:
+            changed = tx.run(
+                _UPDATE_ROW,
+                {
+                    "state": state.token,
+                    "size": state.size,
+                    "hash": hash_state,
+                    "now": tx.timestamp(),
+                    "id": self.upload_id,
+                    "start": self.start,
+                },
             )
         if not changed:
             raise RegistryError(
                 RANGE_INVALID,
                 "the upload was modified concurrently",
-                detail={"upload": self._row_id},
+                detail={"upload": self.upload_id},
             )
-        return UploadStatus(self._row_id, self._repository, state.size)
+        return UploadStatus(self.upload_id, self.repository, state.size)
 
 
 class UploadService:
@@ -118,82 +180,98 @@ class UploadService:
         self.db = db
         self.driver = driver
 
-    def _load(
-        self, session: Session, repository: str, upload_id: str, subject: str | None
-    ) -> UploadSession:
-        row = session.get(UploadSession, upload_id) if len(upload_id) <= 64 else None
+    def _load(self, repository: str, upload_id: str, subject: str | None) -> _Row:
+        found = self.db.fetch_one(_SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
+        row = None if found is None else _Row(*found)
         # A session is bound to its repository and to whoever started it.
         if (
             row is None
-            or row.repository_name != repository
+            or row.repository != repository
             or (row.subject is not None and row.subject != subject)
         ):
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
         return row
 
+    def _start_driver(self, upload_id: str) -> UploadState:
+        try:
+            return self.driver.start_upload(upload_id)
+        except StorageError as exc:
+            raise _unavailable(exc) from exc
+
     def start(
         self, repository: str, subject: str | None, algorithm: str = "sha256"
     ) -> UploadStatus:
         upload_id = uuid.uuid4().hex
-        try:
-            state = self.driver.start_upload(upload_id)
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
+        state = self._start_driver(upload_id)
         hasher = new_hasher(algorithm)
-        with self.db.write() as session:
-            session.add(
-                UploadSession(
-                    id=upload_id,
-                    repository_name=repository,
-                    subject=subject,
-                    driver_state=state.token,
-                    size=0,
-                    hash_algorithm=algorithm,
-                    hash_state=hasher.saved_state(),
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
+        with self.db.raw_transaction() as tx:
+            tx.run(
+                _INSERT_ROW,
+                {
+                    "id": upload_id,
+                    "repo": repository,
+                    "subject": subject,
+                    "state": state.token,
+                    "alg": algorithm,
+                    "hash": hasher.saved_state(),
+                    "now": tx.timestamp(),
+                },
             )
         return UploadStatus(upload_id, repository, 0)
 
+    def open_direct(self, repository: str, algorithm: str) -> Appender:
+        """A one-request upload: no row until the blob itself is committed."""
+        upload_id = uuid.uuid4().hex
+        state = self._start_driver(upload_id)
+        try:
+            writer = self.driver.resume_upload(state)
+        except StorageError as exc:
+            raise _unavailable(exc) from exc
+        return Appender(
+            self,
+            upload_id,
+            repository,
+            0,
+            writer,
+            new_hasher(algorithm),
+            recorded=False,
+            initial_state=state,
+        )
+
     def status(self, repository: str, upload_id: str, subject: str | None) -> UploadStatus:
-        with self.db.read() as session:
-            row = self._load(session, repository, upload_id, subject)
-            return UploadStatus(row.id, repository, row.size)
+        row = self._load(repository, upload_id, subject)
+        return UploadStatus(row.id, repository, row.size)
 
     def open_append(
         self, repository: str, upload_id: str, subject: str | None, start: int | None
     ) -> Appender:
         """Prepare to append; ``start`` (from Content-Range) must equal the current size."""
-        with self.db.read() as session:
-            row = self._load(session, repository, upload_id, subject)
+        row = self._load(repository, upload_id, subject)
         if start is not None and start != row.size:
             raise RegistryError(
                 RANGE_INVALID,
                 f"chunk starts at {start} but the upload has {row.size} bytes",
                 headers={
-                    "Range": f"0-{row.size - 1}",
+                    "Range": f"0-{max(row.size - 1, 0)}",
                     "Location": f"/v2/{repository}/blobs/uploads/{row.id}",
+                    "Docker-Upload-UUID": row.id,
                 },
             )
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
         try:
-            writer = self.driver.resume_upload(UploadState(row.driver_state, row.size))
+            writer = self.driver.resume_upload(row.state)
         except UploadStateInvalid as exc:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
         except StorageError as exc:
             raise _unavailable(exc) from exc
-        return Appender(self, row, writer, hasher)
+        return Appender(self, row.id, repository, row.size, writer, hasher, recorded=True)
 
-    def _final_digest(self, row: UploadSession, algorithm: str) -> str:
-        if row.hash_state is not None and row.hash_algorithm == algorithm:
-            return new_hasher(algorithm, row.hash_state).hexdigest()
-        # No saved state for this algorithm: hash what storage holds.
+    def _rehash(self, state: UploadState, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
         try:
-            for chunk in self.driver.read_upload(UploadState(row.driver_state, row.size)):
+            for chunk in self.driver.read_upload(state):
                 hasher.update(chunk)
         except StorageError as exc:
             raise _unavailable(exc) from exc
@@ -203,66 +281,104 @@ class UploadService:
         self, repository: str, upload_id: str, subject: str | None, digest: Digest
     ) -> BlobInfo:
         """Verify the digest, make the blob durable and visible, end the session."""
-        with self.db.read() as session:
-            row = self._load(session, repository, upload_id, subject)
-        state = UploadState(row.driver_state, row.size)
-        actual = self._final_digest(row, digest.algorithm)
-        if actual != digest.hex:
-            self._discard(row.id, state)
+        row = self._load(repository, upload_id, subject)
+        if row.hash_state is not None and row.hash_algorithm == digest.algorithm:
+            actual = new_hasher(digest.algorithm, row.hash_state).hexdigest()
+        else:  # no saved state for this algorithm: hash what storage holds
+            actual = self._rehash(row.state, digest.algorithm)
+        return self._commit(repository, row.id, row.state, actual, digest, recorded=True)
+
+    def complete_appender(self, appender: Appender, digest: Digest) -> BlobInfo:
+        """Finish an upload whose last bytes this request just wrote.
+
+        The intermediate state is never recorded: the client gets no answer
+        until the blob itself is committed.
+        """
+        state = appender.close_writer(final=True)
+        if appender.hasher is not None and appender.hasher.algorithm == digest.algorithm:
+            actual = appender.hasher.hexdigest()
+        else:
+            actual = self._rehash(state, digest.algorithm)
+        return self._commit(
+            appender.repository,
+            appender.upload_id,
+            state,
+            actual,
+            digest,
+            recorded=appender.recorded,
+        )
+
+    def _commit(
+        self,
+        repository: str,
+        upload_id: str,
+        state: UploadState,
+        actual_hex: str,
+        digest: Digest,
+        *,
+        recorded: bool,
+    ) -> BlobInfo:
+        if actual_hex != digest.hex:
+            self._discard(upload_id, state, recorded)
             raise RegistryError(
                 DIGEST_INVALID,
                 "provided digest did not match uploaded content",
-                detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
+                detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual_hex}"},
             )
         digest_text = str(digest)
-        # Fast path: the blob already exists; link it and drop our copy.
-        with self.db.write() as session:
-            existing = lock_blob(session, digest_text)
-            if existing is not None:
-                repo_id = ensure_repository(session, repository)
-                link_blob(session, repo_id, digest_text)
-                session.execute(delete(UploadSession).where(UploadSession.id == row.id))
-                info = BlobInfo(digest_text, existing.size, existing.storage_key)
+        # Fast path: the blob already exists; link it and drop our copy. The
+        # cheap unlocked look is confirmed under the write lock.
+        existing = None
+        if self.db.fetch_one(_BLOB_EXISTS, {"digest": digest_text}) is not None:
+            with self.db.raw_transaction() as tx:
+                existing = _blob_row(tx, digest_text)
+                if existing is not None:
+                    link_blob_raw(tx, repository, digest_text, tx.timestamp())
+                    if recorded:
+                        tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
         if existing is not None:
             with contextlib.suppress(StorageError):
                 self.driver.abort_upload(state)
-            return info
+            return BlobInfo(digest_text, existing[0], existing[1])
         # Each upload commits under its own key, so a collector deleting an
         # older copy of the same digest can never remove these bytes.
-        target = f"{digest.storage_key}.{row.id}"
         try:
-            key = self.driver.commit_upload(state, target)
+            key = self.driver.commit_upload(state, f"{digest.storage_key}.{upload_id}")
         except UploadStateInvalid as exc:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
         except StorageError as exc:
             raise _unavailable(exc) from exc
-        with self.db.write() as session:
-            recorded = record_blob(session, digest_text, row.size, key)
-            repo_id = ensure_repository(session, repository)
-            link_blob(session, repo_id, digest_text)
-            session.execute(delete(UploadSession).where(UploadSession.id == row.id))
-        if recorded != key:
+        with self.db.raw_transaction() as tx:
+            now = tx.timestamp()
+            tx.run(_RECORD_BLOB, {"digest": digest_text, "size": state.size, "key": key,
+                                  "now": now})  # fmt: skip
+            recorded_row = _blob_row(tx, digest_text)
+            assert recorded_row is not None
+            link_blob_raw(tx, repository, digest_text, now)
+            if recorded:
+                tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
+        if recorded_row[1] != key:
             # Another upload of the same content won the race; ours is redundant.
             with contextlib.suppress(StorageError):
                 self.driver.delete(key)
-        return BlobInfo(digest_text, row.size, recorded)
+        return BlobInfo(digest_text, recorded_row[0], recorded_row[1])
 
     def cancel(self, repository: str, upload_id: str, subject: str | None) -> None:
-        with self.db.read() as session:
-            row = self._load(session, repository, upload_id, subject)
-        self._discard(row.id, UploadState(row.driver_state, row.size))
+        row = self._load(repository, upload_id, subject)
+        self._discard(row.id, row.state, recorded=True)
 
-    def _discard(self, upload_id: str, state: UploadState) -> None:
-        with self.db.write() as session:
-            session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+    def _discard(self, upload_id: str, state: UploadState, recorded: bool) -> None:
+        if recorded:
+            with self.db.raw_transaction() as tx:
+                tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
         # On failure the stale-upload purge retries later.
         with contextlib.suppress(StorageUnavailable):
             self.driver.abort_upload(state)
 
     def stale_sessions(self, older_than: dt.datetime) -> list[str]:
-        with self.db.read() as session:
-            return list(
-                session.scalars(
-                    select(UploadSession.id).where(UploadSession.updated_at < older_than)
-                )
-            )
+        rows = self.db.fetch_all(
+            "SELECT id FROM upload_sessions WHERE updated_at < :cutoff",
+            {"cutoff": older_than.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
+             if self.db.is_sqlite else older_than},
+        )  # fmt: skip
+        return [str(r[0]) for r in rows]
