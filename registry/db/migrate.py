@@ -20,9 +20,15 @@ def alembic_config(db: Database) -> Config:
     return config
 
 
+# Replicas starting together must not migrate concurrently.
+_PG_MIGRATION_LOCK = 0x1AD1_0001
+
+
 def _with_connection(db: Database, action: str, revision: str) -> None:
     config = alembic_config(db)
-    with db.engine.begin() as conn:
+    with db.writer_lock(), db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         config.attributes["connection"] = conn
         if action == "upgrade":
             command.upgrade(config, revision)
