@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from auth.settings import AuthSettings
 
@@ -167,7 +167,7 @@ def parse_jwks(document: Mapping[str, object], source: str = "jwks") -> list[Ver
             continue
         try:
             jwk = PyJWK(entry)
-        except PyJWKError as exc:
+        except PyJWTError as exc:
             raise KeyFileError(f"{source}: bad JWK: {exc}") from exc
         public = _as_public(jwk.key, source)
         declared = entry.get("alg")
