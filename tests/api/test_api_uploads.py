@@ -180,9 +180,7 @@ def test_put_wrong_digest(client: httpx.Client, repo: str) -> None:
 
 def test_monolithic_post_wrong_digest(client: httpx.Client, repo: str) -> None:
     wrong = digest_of(b"not this")
-    response = client.post(
-        f"/v2/{repo}/blobs/uploads/", params={"digest": wrong}, content=b"this"
-    )
+    response = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": wrong}, content=b"this")
     expect_error(response, 400, "DIGEST_INVALID")
     assert client.head(f"/v2/{repo}/blobs/{wrong}").status_code == 404
 

@@ -176,9 +176,7 @@ def patch_chunk(
     return client.patch(url, content=data, headers=headers)
 
 
-def finish_upload(
-    client: httpx.Client, url: str, digest: str, data: bytes = b""
-) -> httpx.Response:
+def finish_upload(client: httpx.Client, url: str, digest: str, data: bytes = b"") -> httpx.Response:
     return client.put(
         url,
         params={"digest": digest},
@@ -303,8 +301,6 @@ def raw_request(
         conn.endheaders(body)
         response = conn.getresponse()
         data = response.read()
-        return RawResponse(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, data
-        )
+        return RawResponse(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
     finally:
         conn.close()
