@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -184,3 +186,110 @@ class UploadSession(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_upload_sessions_updated_at", "updated_at"),)
+
+
+# -- online garbage collection (migration 0002) -------------------------------
+# Review times are epoch seconds so database triggers on SQLite and PostgreSQL
+# can write them with plain arithmetic; the grace delay is applied by workers.
+
+
+class GcBlobReview(Base):
+    """A blob whose references changed at ``event_at``; reviewed after the grace delay."""
+
+    __tablename__ = "gc_blob_reviews"
+
+    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_at: Mapped[float] = mapped_column(Float)
+    event: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_gc_blob_reviews_event_at", "event_at"),)
+
+
+class GcManifestReview(Base):
+    """A manifest that may have become unreferenced (no FK: it may already be gone)."""
+
+    __tablename__ = "gc_manifest_reviews"
+
+    manifest_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event_at: Mapped[float] = mapped_column(Float)
+    event: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_gc_manifest_reviews_event_at", "event_at"),)
+
+
+class GcStorageDeletion(Base):
+    """Bytes whose row is gone; deleted after commit, retried if a process died first."""
+
+    __tablename__ = "gc_storage_deletions"
+
+    storage_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    queued_at: Mapped[float] = mapped_column(Float)
+
+
+class GcOrphan(Base):
+    """Storage objects or uploads first seen without a row; removed once old enough."""
+
+    __tablename__ = "gc_orphans"
+
+    key: Mapped[str] = mapped_column(String(1100), primary_key=True)
+    first_seen: Mapped[float] = mapped_column(Float)
+
+
+class GcRun(Base):
+    """History of collection passes, for operators and the admin API."""
+
+    __tablename__ = "gc_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # "running", "ok" or "failed"; a run whose process died stays "running".
+    status: Mapped[str] = mapped_column(String(16))
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[str] = mapped_column(String(16))
+    manifests_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    blobs_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    links_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    uploads_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    objects_freed: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_freed: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_gc_runs_started_at", "started_at"),)
+
+
+# -- admin API (migration 0003) ------------------------------------------------
+
+
+class AuditEntry(Base):
+    """One administrative action (deletion, retention apply, GC trigger): who, what, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    # JSON text: what the action did (counts, digests, bytes).
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_audit_log_at", "at"), Index("ix_audit_log_action", "action"))
+
+
+class RetentionPolicy(Base):
+    """Which tags and manifests of repositories matching ``repository_pattern`` may go."""
+
+    __tablename__ = "retention_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    # fnmatch-style, e.g. ``team/*``.
+    repository_pattern: Mapped[str] = mapped_column(String(255))
+    keep_newest: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    keep_regex: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    delete_older_than_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    delete_untagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
