@@ -1,0 +1,297 @@
+"""Online garbage collection: passes over due reviews, stale uploads, a worker thread.
+
+See ``registry.services.gc_tasks`` for the rules of one review. A pass takes
+one review per write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+SQLite write transactions are exclusive anyway), so any number of processes
+may collect at once and pushes are never blocked for long. Repository links
+of blobs pushed but never referenced age out after the review delay, like
+untagged manifests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from registry.db.engine import Database, rows_affected
+from registry.db.models import GcRun, utcnow
+from registry.services import gc_tasks
+from registry.services.gc_tasks import ObjectBusy, TaskResult
+from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
+
+log = logging.getLogger("lading.gc")
+
+# Called with (phase, done, total) as a pass advances; total may grow.
+Progress = Callable[[str, int, int], None]
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+@dataclass
+class GcReport:
+    run_id: int | None = None
+    dry_run: bool = False
+    manifests_deleted: int = 0
+    blobs_deleted: int = 0
+    links_deleted: int = 0
+    uploads_deleted: int = 0
+    objects_freed: int = 0
+    bytes_freed: int = 0
+
+    def add(self, task: TaskResult) -> None:
+        self.manifests_deleted += task.manifests
+        self.blobs_deleted += task.blobs
+        self.links_deleted += task.links
+        self.objects_freed += len(task.keys)
+        self.bytes_freed += sum(size for _, size in task.keys)
+
+
+class GarbageCollector:
+    def __init__(
+        self,
+        db: Database,
+        driver: Driver,
+        *,
+        review_delay: float,
+        upload_purge_after: float,
+        task_pause: float = 0.0,
+    ) -> None:
+        self.db = db
+        self.driver = driver
+        self.review_delay = review_delay
+        self.upload_purge_after = upload_purge_after
+        # Test hook: sleep between a commit and its byte deletion (crash tests).
+        self.task_pause = task_pause
+
+    # -- a whole pass ----------------------------------------------------------
+    def run(
+        self, *, dry_run: bool = False, trigger: str = "manual", progress: Progress | None = None
+    ) -> GcReport:
+        report = GcReport(dry_run=dry_run)
+        report.run_id = self._start_run(dry_run, trigger)
+        try:
+            if dry_run:
+                self._dry_run(report, progress)
+            else:
+                self._flush_storage_deletions(report)
+                self._drain(report, progress)
+                self._purge_uploads(report)
+        except BaseException as exc:
+            self._finish_run(report, "failed", repr(exc)[:2000])
+            raise
+        self._finish_run(report, "ok", None)
+        return report
+
+    def pending(self) -> int:
+        """Reviews due now."""
+        with self.db.read() as session:
+            now = gc_tasks.now_sql(session)
+            total = 0
+            for table in ("gc_manifest_reviews", "gc_blob_reviews"):
+                total += int(
+                    session.execute(
+                        text(f"SELECT count(*) FROM {table} WHERE event_at <= {now} - :d"),  # noqa: S608
+                        {"d": self.review_delay},
+                    ).scalar_one()
+                )
+            return total
+
+    def _drain(self, report: GcReport, progress: Progress | None) -> None:
+        # Manifests first: deleting them queues their blobs for the same pass.
+        total = self.pending()
+        done = 0
+        for review in (gc_tasks.review_manifest, gc_tasks.review_blob):
+            phase = review.__name__.removeprefix("review_") + "s"
+            while True:
+                try:
+                    with self.db.write() as session:
+                        task = review(session, self.review_delay)
+                except ObjectBusy as busy:
+                    # A push holds the row: look again after other work.
+                    with self.db.write() as session:
+                        gc_tasks.postpone(session, busy)
+                    time.sleep(0.02)
+                    continue
+                if not task.found:
+                    break
+                done += 1
+                total = max(total, done)
+                report.add(task)
+                if task.keys and self.task_pause:
+                    time.sleep(self.task_pause)
+                self._delete_bytes([key for key, _ in task.keys])
+                if progress is not None:
+                    progress(phase, done, total)
+
+    def _dry_run(self, report: GcReport, progress: Progress | None) -> None:
+        """Run every due review in one transaction and roll it back: exact, but it
+        holds the write lock throughout on SQLite, so pushes wait."""
+        total = self.pending()
+        done = 0
+        with contextlib.suppress(_DryRunRollback), self.db.write() as session:
+            for review in (gc_tasks.review_manifest, gc_tasks.review_blob):
+                phase = review.__name__.removeprefix("review_") + "s"
+                while (task := review(session, self.review_delay, locking=False)).found:
+                    done += 1
+                    report.add(task)
+                    if progress is not None:
+                        progress(phase, done, max(total, done))
+            raise _DryRunRollback
+        report.uploads_deleted = len(self._stale_uploads())
+
+    # -- bytes -----------------------------------------------------------------
+    def _delete_bytes(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.driver.delete(key)
+            except ObjectNotFound:
+                pass
+            except StorageError as exc:
+                log.warning("gc: cannot delete %s yet: %s", key, exc)
+                continue
+            with self.db.write() as session:
+                session.execute(
+                    text("DELETE FROM gc_storage_deletions WHERE storage_key = :k"), {"k": key}
+                )
+
+    def _flush_storage_deletions(self, report: GcReport) -> None:
+        """Bytes whose rows an earlier (perhaps killed) pass deleted."""
+        with self.db.read() as session:
+            rows = session.execute(text("SELECT storage_key, size FROM gc_storage_deletions")).all()
+        for _key, size in rows:
+            report.objects_freed += 1
+            report.bytes_freed += int(size)
+        self._delete_bytes([key for key, _ in rows])
+
+    # -- uploads ---------------------------------------------------------------
+    def _stale_uploads(self) -> list[tuple[str, str, int]]:
+        cutoff = utcnow() - dt.timedelta(seconds=self.upload_purge_after)
+        with self.db.read() as session:
+            rows = session.execute(
+                text("SELECT id, driver_state, size FROM upload_sessions WHERE updated_at < :c"),
+                {"c": cutoff},
+            ).all()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def _purge_uploads(self, report: GcReport) -> None:
+        cutoff = utcnow() - dt.timedelta(seconds=self.upload_purge_after)
+        for upload_id, token, size in self._stale_uploads():
+            with self.db.write() as session:
+                # Re-check: a PATCH may have refreshed it since we looked.
+                gone = rows_affected(
+                    session.execute(
+                        text("DELETE FROM upload_sessions WHERE id = :id AND updated_at < :c"),
+                        {"id": upload_id, "c": cutoff},
+                    )
+                )
+            if gone:
+                report.uploads_deleted += 1
+                with contextlib.suppress(StorageError):
+                    self.driver.abort_upload(UploadState(token, size))
+        self._purge_orphan_uploads(report)
+
+    def _purge_orphan_uploads(self, report: GcReport) -> None:
+        """Uploads storage holds without a row: aborted once seen that way long enough."""
+        try:
+            listed = dict(self.driver.list_uploads())
+        except StorageError as exc:
+            log.warning("gc: cannot list uploads: %s", exc)
+            return
+        with self.db.write() as session:
+            known = {r[0] for r in session.execute(text("SELECT id FROM upload_sessions"))}
+            now = gc_tasks.db_now(session)
+            seen: dict[str, float] = dict(
+                session.execute(
+                    text("SELECT key, first_seen FROM gc_orphans WHERE key LIKE 'upload:%'")
+                ).all()
+            )
+            due: list[str] = []
+            for upload_id in listed:
+                key = f"upload:{upload_id}"
+                if upload_id in known:
+                    continue
+                if key not in seen:
+                    session.execute(
+                        text("INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"),
+                        {"k": key, "t": now},
+                    )
+                elif seen[key] <= now - self.upload_purge_after:
+                    due.append(upload_id)
+            for key in seen:
+                upload_id = key.removeprefix("upload:")
+                if upload_id in known or upload_id not in listed or upload_id in due:
+                    session.execute(text("DELETE FROM gc_orphans WHERE key = :k"), {"k": key})
+        for upload_id in due:
+            with contextlib.suppress(StorageError):
+                self.driver.abort_upload(listed[upload_id])
+            report.uploads_deleted += 1
+
+    # -- history ---------------------------------------------------------------
+    def _start_run(self, dry_run: bool, trigger: str) -> int:
+        with self.db.write() as session:
+            run = GcRun(started_at=utcnow(), status="running", dry_run=dry_run, trigger=trigger)
+            for name in ("manifests", "blobs", "links", "uploads"):
+                setattr(run, f"{name}_deleted", 0)
+            run.objects_freed = 0
+            run.bytes_freed = 0
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def _finish_run(self, report: GcReport, status: str, error: str | None) -> None:
+        with self.db.write() as session:
+            run = session.get(GcRun, report.run_id)
+            if run is None:
+                return
+            run.finished_at = utcnow()
+            run.status = status
+            run.error = error
+            run.manifests_deleted = report.manifests_deleted
+            run.blobs_deleted = report.blobs_deleted
+            run.links_deleted = report.links_deleted
+            run.uploads_deleted = report.uploads_deleted
+            run.objects_freed = report.objects_freed
+            run.bytes_freed = report.bytes_freed
+
+
+class GcWorker:
+    """Runs a pass every ``interval`` seconds in a daemon thread until stopped."""
+
+    def __init__(self, collector: GarbageCollector, interval: float) -> None:
+        self.collector = collector
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="lading-gc", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                report = self.collector.run(trigger="worker")
+            except Exception:
+                log.exception("gc pass failed")
+                continue
+            if report.objects_freed or report.uploads_deleted:
+                log.info(
+                    "gc: freed %d objects (%d bytes), %d uploads",
+                    report.objects_freed,
+                    report.bytes_freed,
+                    report.uploads_deleted,
+                )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
