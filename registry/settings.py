@@ -50,6 +50,10 @@ class Settings(BaseModel):
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(10000, ge=1)
     upload_purge_after_hours: float = Field(24.0, gt=0)
+    # Online GC: seconds between background passes per process (0 = off), and the
+    # grace period in seconds before an unreferenced object may be collected.
+    gc_interval_seconds: float = Field(300.0, ge=0)
+    gc_review_delay: float = Field(86400.0, ge=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
