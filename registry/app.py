@@ -27,6 +27,7 @@ from registry.http.v2 import V2Router
 from registry.http.v2_blobs import BlobRoutes
 from registry.http.v2_manifests import ManifestRoutes
 from registry.services.blobs import BlobService
+from registry.services.gc import GarbageCollector, GcWorker
 from registry.services.listing import ListingService
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
@@ -96,6 +97,22 @@ def prepare(components: Components) -> None:
         raise RuntimeError("database schema is not up to date: run `lading migrate upgrade`")
 
 
+def start_gc_worker(components: Components) -> GcWorker | None:
+    """Online GC in this process; safe with any number of processes doing the same."""
+    settings = components.settings
+    if settings.gc_interval_seconds <= 0:
+        return None
+    collector = GarbageCollector(
+        components.db,
+        components.driver,
+        review_delay=settings.gc_review_delay,
+        upload_purge_after=settings.upload_purge_after_hours * 3600,
+    )
+    worker = GcWorker(collector, settings.gc_interval_seconds)
+    worker.start()
+    return worker
+
+
 def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
     components = build_components(settings)
     metrics = Metrics.from_environment()
@@ -106,9 +123,12 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
             await to_thread.run_sync(prepare, components)
         # Blob transfers run in threads; allow plenty of them.
         to_thread.current_default_thread_limiter().total_tokens = 64
+        gc_worker = start_gc_worker(components)
         try:
             yield
         finally:
+            if gc_worker is not None:
+                await to_thread.run_sync(gc_worker.stop)
             components.db.dispose()
             metrics.worker_exiting()
 
