@@ -130,7 +130,7 @@ _BLOBS_PRESENT = (
     " WHERE rb.repository_id = :repo AND rb.blob_digest IN {clause}{lock}"
 )
 _CHILDREN_PRESENT = (
-    "SELECT digest FROM manifests WHERE repository_id = :repo AND digest IN {clause}"
+    "SELECT digest FROM manifests WHERE repository_id = :repo AND digest IN {clause}{lock}"
 )
 
 
@@ -262,7 +262,9 @@ class ManifestService:
     ) -> ManifestRecord:
         now = tx.timestamp()
         repo_id = ensure_repository_raw(tx, repository, now)
-        row = tx.one(_EXISTING, {"repo": repo_id, "digest": digest})
+        # FOR SHARE: a collector deleting this manifest waits for us (or we see it gone).
+        existing_sql = _EXISTING + " FOR SHARE" if tx.is_postgres else _EXISTING
+        row = tx.one(existing_sql, {"repo": repo_id, "digest": digest})
         if row is not None:
             record = ManifestRecord(*row)
         else:
@@ -315,8 +317,9 @@ class ManifestService:
         wanted_blobs = {str(d.digest) for d in parsed.blob_references()}
         if wanted_blobs:
             clause, params = in_clause("d", sorted(wanted_blobs))
-            # On PostgreSQL, hold the blobs against a concurrent collector until commit.
-            lock = " FOR SHARE OF b" if tx.is_postgres else ""
+            # On PostgreSQL, hold the blobs and their repository links against a
+            # concurrent collector until commit (it drops links, not only blobs).
+            lock = " FOR SHARE" if tx.is_postgres else ""
             found = {
                 r[0]
                 for r in tx.all(
@@ -327,10 +330,12 @@ class ManifestService:
         wanted_children = {str(d.digest) for d in parsed.manifests}
         if wanted_children:
             clause, params = in_clause("c", sorted(wanted_children))
+            lock = " FOR SHARE" if tx.is_postgres else ""
             found_children = {
                 r[0]
                 for r in tx.all(
-                    _CHILDREN_PRESENT.format(clause=clause), {"repo": repo_id, **params}
+                    _CHILDREN_PRESENT.format(clause=clause, lock=lock),
+                    {"repo": repo_id, **params},
                 )
             }
             missing.extend(sorted(wanted_children - found_children))
