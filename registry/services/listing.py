@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import SQLColumnExpression, exists, select
 
 from registry.db.engine import Database
 from registry.db.models import Manifest, Repository, Tag
@@ -30,6 +30,11 @@ class ListingService:
         self.db = db
         self.default_page = default_page
 
+    def _bytewise(self, column: SQLColumnExpression[str]) -> SQLColumnExpression[str]:
+        """Order and compare byte-wise: PostgreSQL databases often default to a
+        locale collation (``a`` < ``B`` < ``b``); SQLite is byte-wise already."""
+        return column.collate("C") if self.db.dialect == "postgresql" else column
+
     def tags(self, repository: str, page: Page) -> Listing:
         limit = self.default_page if page.limit is None else page.limit
         with self.db.read() as session:
@@ -38,10 +43,11 @@ class ListingService:
                 raise RegistryError(NAME_UNKNOWN, detail={"name": repository})
             if limit == 0:
                 return Listing([], None)
+            name = self._bytewise(Tag.name)
             query = select(Tag.name).where(Tag.repository_id == repo_id)
             if page.last is not None:
-                query = query.where(Tag.name > page.last)
-            rows = list(session.scalars(query.order_by(Tag.name).limit(limit + 1)))
+                query = query.where(name > page.last)
+            rows = list(session.scalars(query.order_by(name).limit(limit + 1)))
         return _page(rows, limit)
 
     def repositories(self, page: Page, visible: str | None = None) -> Listing:
@@ -52,8 +58,9 @@ class ListingService:
         query = select(Repository.name).where(
             exists().where(Manifest.repository_id == Repository.id)
         )
+        name = self._bytewise(Repository.name)
         if page.last is not None:
-            query = query.where(Repository.name > page.last)
+            query = query.where(name > page.last)
         with self.db.read() as session:
-            rows = list(session.scalars(query.order_by(Repository.name).limit(limit + 1)))
+            rows = list(session.scalars(query.order_by(name).limit(limit + 1)))
         return _page(rows, limit)
