@@ -118,13 +118,17 @@ class BlobService:
 
         Callers must already have checked that the subject may pull ``source``.
         """
+        query = (
+            select(Blob.size, Blob.storage_key)
+            .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
+            .join(Repository, Repository.id == RepositoryBlob.repository_id)
+            .where(Repository.name == source, Blob.digest == str(digest))
+        )
+        if self.db.dialect == "postgresql":
+            # Hold the blob against the online collector until the new link commits.
+            query = query.with_for_update(read=True)
         with self.db.write() as session:
-            row = session.execute(
-                select(Blob.size, Blob.storage_key)
-                .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
-                .join(Repository, Repository.id == RepositoryBlob.repository_id)
-                .where(Repository.name == source, Blob.digest == str(digest))
-            ).first()
+            row = session.execute(query).first()
             if row is None:
                 return None
             repo_id = ensure_repository(session, target)
