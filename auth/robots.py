@@ -13,11 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from auth.accounts import AccountError, get_user
-from auth.models import RobotScope, RobotToken, User, utcnow
+from auth.models import (
+    PermissionRule,
+    RefreshToken,
+    RobotScope,
+    RobotToken,
+    User,
+    utcnow,
+)
 from auth.patterns import format_actions, parse_actions, validate_pattern
 
 SECRET_PREFIX = "ldg_"  # noqa: S105 (a marker, not a secret)
@@ -113,7 +120,15 @@ def revoke_robot(session: Session, login: str) -> None:
 
 
 def remove_robot(session: Session, login: str) -> None:
-    session.delete(_find(session, login))
+    robot = _find(session, login)
+    # Explicit: SQLite only honours ON DELETE CASCADE with foreign_keys=ON.
+    session.execute(delete(RefreshToken).where(RefreshToken.robot_id == robot.id))
+    session.execute(
+        delete(PermissionRule).where(
+            PermissionRule.subject_type == "robot", PermissionRule.subject_id == robot.id
+        )
+    )
+    session.delete(robot)
     session.flush()
 
 

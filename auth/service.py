@@ -165,7 +165,7 @@ class TokenService:
         """POST /token (OAuth2 form, see `parse_form`); grant types password, refresh_token."""
         try:
             self._check_service(_first(form, "service"))
-            requested = self._scopes([_first(form, "scope") or ""])
+            requested = self._scopes([v for k, v in form if k == "scope"])
             grant_type = _first(form, "grant_type")
             client_id = _first(form, "client_id") or ""
             refresh: str | None = None

@@ -1,12 +1,13 @@
 """Failed-login throttling per (username, client IP), stored in the database so that
-replicas agree. Counting is best effort: concurrent failures may lose an increment."""
+replicas agree. Increments are atomic in SQL; window resets are last-writer-wins."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auth.models import LoginFailure, utcnow
@@ -41,17 +42,37 @@ class LoginThrottle:
         key = self._key(username, client_ip)
         row = session.get(LoginFailure, key)
         if row is None:
-            row = LoginFailure(username=key[0], client_ip=key[1], window_start=now, failures=0)
-            session.add(row)
-        elif now - row.window_start > self._window:
-            row.window_start, row.failures, row.locked_until = now, 0, None
-        row.failures += 1
+            row = LoginFailure(username=key[0], client_ip=key[1], window_start=now, failures=1)
+            try:
+                # Savepoint: a replica may insert the same pair at the same moment.
+                with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:
+                row = session.get(LoginFailure, key, populate_existing=True)
+                if row is None:  # pragma: no cover - deleted again in between
+                    return None
+                self._bump(session, row, now)
+        else:
+            self._bump(session, row, now)
         locked = None
         if row.failures >= self._max:
             row.locked_until = now + self._lockout
             locked = math.ceil(self._lockout.total_seconds())
         session.flush()
         return locked
+
+    def _bump(self, session: Session, row: LoginFailure, now: datetime) -> None:
+        if now - row.window_start > self._window:
+            row.window_start, row.failures, row.locked_until = now, 1, None
+            return
+        # Increment in SQL so concurrent failures on other replicas are not lost.
+        session.execute(
+            update(LoginFailure)
+            .where(LoginFailure.username == row.username, LoginFailure.client_ip == row.client_ip)
+            .values(failures=LoginFailure.failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(row, ["failures"])
 
     def reset(self, session: Session, username: str, client_ip: str) -> None:
         row = session.get(LoginFailure, self._key(username, client_ip))

@@ -193,3 +193,16 @@ def test_robot_rules(session: Session, passwords: Passwords, make_settings: Sett
         robots.create_robot(session, "svc", "deploy", [("*", "pull")])
     with pytest.raises(ValueError):
         robots.create_robot(session, "svc", "bad", [("*", "admin")])
+
+
+def test_remove_robot_and_group(session: Session, passwords: Passwords) -> None:
+    accounts.add_user(session, passwords, "svc", "pw")
+    robots.create_robot(session, "svc", "ci", [("*", "pull")])
+    accounts.grant(session, "robot", "svc+ci", "a/*", "pull")
+    accounts.create_group(session, "g")
+    accounts.grant(session, "group", "g", "b/*", "pull")
+    robots.remove_robot(session, "svc+ci")
+    accounts.remove_group(session, "g")
+    session.commit()
+    assert robots.list_robots(session) == []
+    assert accounts.list_rules(session) == []

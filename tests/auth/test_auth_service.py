@@ -4,10 +4,12 @@ import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from auth import accounts
 from auth.factory import AuthComponents, build_auth
@@ -240,3 +242,24 @@ def test_external_mode_verifies_with_configured_keys_only(
     token = issuer_side.issuer.issue("alice", required_access("GET", "blob", "a/b")).token
     assert ext.guard.check(f"Bearer {token}", required_access("GET", "blob", "a/b")).allowed
     assert not (tmp_path / "reg" / "auth").exists()  # no key generated in external mode
+
+
+def test_throttle_concurrent_first_failure(engine: Engine) -> None:
+    t = LoginThrottle(ThrottleSettings(max_failures=2, window_seconds=60, lockout_seconds=30))
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    with sessionmaker(engine)() as other:
+        t.record_failure(other, "bob", "ip", now)
+        other.commit()
+    with sessionmaker(engine)() as mine:
+        real_get = mine.get
+        calls = []
+
+        def stale_get(*args: Any, **kwargs: Any) -> Any:
+            # The first lookup misses, as if the other replica had not committed yet.
+            calls.append(1)
+            return None if len(calls) == 1 else real_get(*args, **kwargs)
+
+        mine.get = stale_get  # type: ignore[method-assign]
+        assert t.record_failure(mine, "bob", "ip", now) == 30
+        mine.commit()
+        assert t.retry_after(mine, "bob", "ip", now) == 30
