@@ -1,0 +1,185 @@
+"""Consistency between the metadata database and storage, and its repair.
+
+Rows are read before storage is listed, so an object committed meanwhile
+shows up as an orphan, never as missing bytes; orphans are deleted only once
+they have been seen unreferenced for a grace period (``gc_orphans``), which
+also spares uploads in flight. Rows reported missing are re-checked in the
+transaction that removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+
+from registry.db.engine import Database
+from registry.services.gc_tasks import db_now
+from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
+
+PREFIXES = ("blobs", "manifests")
+
+
+@dataclass
+class FsckReport:
+    missing_blobs: list[str] = field(default_factory=list)
+    # (repository, digest)
+    missing_manifests: list[tuple[str, str]] = field(default_factory=list)
+    orphan_objects: list[str] = field(default_factory=list)
+    orphan_uploads: list[str] = field(default_factory=list)
+    # Bytes GC already queued for deletion (a later pass removes them).
+    pending_deletions: list[str] = field(default_factory=list)
+    # What --repair did.
+    deleted_objects: list[str] = field(default_factory=list)
+    deleted_uploads: list[str] = field(default_factory=list)
+    removed_blobs: list[str] = field(default_factory=list)
+    removed_manifests: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.missing_blobs
+            or self.missing_manifests
+            or self.orphan_objects
+            or self.orphan_uploads
+        )
+
+
+class FsckService:
+    def __init__(self, db: Database, driver: Driver) -> None:
+        self.db = db
+        self.driver = driver
+
+    def check(self, *, repair: bool = False, grace_seconds: float = 3600.0) -> FsckReport:
+        report = FsckReport()
+        blob_keys = dict(self.db.fetch_all("SELECT storage_key, digest FROM blobs", {}))
+        manifest_keys = {
+            r[0]: (r[1], r[2])
+            for r in self.db.fetch_all(
+                "SELECT m.storage_key, r.name, m.digest FROM manifests m"
+                " JOIN repositories r ON r.id = m.repository_id",
+                {},
+            )
+        }
+        pending = {
+            r[0] for r in self.db.fetch_all("SELECT storage_key FROM gc_storage_deletions", {})
+        }
+        known_uploads = {r[0] for r in self.db.fetch_all("SELECT id FROM upload_sessions", {})}
+        stored: set[str] = set()
+        for prefix in PREFIXES:
+            stored.update(self.driver.list(prefix))
+        uploads = dict(self.driver.list_uploads())
+
+        report.missing_blobs = sorted(d for k, d in blob_keys.items() if k not in stored)
+        report.missing_manifests = sorted(v for k, v in manifest_keys.items() if k not in stored)
+        unreferenced = stored - blob_keys.keys() - manifest_keys.keys()
+        report.pending_deletions = sorted(unreferenced & pending)
+        report.orphan_objects = sorted(unreferenced - pending)
+        report.orphan_uploads = sorted(set(uploads) - known_uploads)
+        sightings = self._sightings(
+            [f"object:{k}" for k in report.orphan_objects]
+            + [f"upload:{u}" for u in report.orphan_uploads]
+        )
+        if not repair:
+            return report
+        for key in report.orphan_objects:
+            if sightings.get(f"object:{key}", 0.0) <= self._now() - grace_seconds:
+                with contextlib.suppress(ObjectNotFound):
+                    if not self._still_unreferenced(key):
+                        continue
+                    self.driver.delete(key)
+                report.deleted_objects.append(key)
+        for upload_id in report.orphan_uploads:
+            if sightings.get(f"upload:{upload_id}", 0.0) <= self._now() - grace_seconds:
+                state: UploadState = uploads[upload_id]
+                with contextlib.suppress(StorageError):
+                    self.driver.abort_upload(state)
+                report.deleted_uploads.append(upload_id)
+        for digest in report.missing_blobs:
+            report.removed_manifests.extend(self._remove_blob(digest, report))
+        for repository, digest in report.missing_manifests:
+            if self._remove_manifest(repository, digest):
+                report.removed_manifests.append((repository, digest))
+        return report
+
+    def _now(self) -> float:
+        with self.db.read() as session:
+            return db_now(session)
+
+    def _sightings(self, keys: list[str]) -> dict[str, float]:
+        """When each orphan was first seen; forget orphans that are gone."""
+        with self.db.write() as session:
+            now = db_now(session)
+            seen: dict[str, float] = {
+                str(k): float(t)
+                for k, t in session.execute(text("SELECT key, first_seen FROM gc_orphans")).all()
+            }
+            wanted = set(keys)
+            for key in wanted - seen.keys():
+                session.execute(
+                    text("INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"),
+                    {"k": key, "t": now},
+                )
+                seen[key] = now
+            for key in seen.keys() - wanted:
+                if key.startswith("object:"):  # GC owns the upload sightings too
+                    session.execute(text("DELETE FROM gc_orphans WHERE key = :k"), {"k": key})
+        return {k: seen[k] for k in wanted}
+
+    def _still_unreferenced(self, key: str) -> bool:
+        params = {"k": key}
+        return (
+            self.db.fetch_one("SELECT 1 FROM blobs WHERE storage_key = :k", params) is None
+            and self.db.fetch_one("SELECT 1 FROM manifests WHERE storage_key = :k", params) is None
+        )
+
+    def _gone(self, key: str) -> bool:
+        try:
+            self.driver.stat(key)
+        except ObjectNotFound:
+            return True
+        return False
+
+    def _remove_blob(self, digest: str, report: FsckReport) -> list[tuple[str, str]]:
+        """Drop a blob row whose bytes are gone, with the manifests that need it."""
+        removed: list[tuple[str, str]] = []
+        doomed: list[str] = []
+        with self.db.write() as session:
+            key = session.execute(
+                text("SELECT storage_key FROM blobs WHERE digest = :d"), {"d": digest}
+            ).scalar()
+            if key is None or not self._gone(str(key)):
+                return removed
+            rows = session.execute(
+                text(
+                    "SELECT m.id, r.name, m.digest, m.storage_key FROM manifest_blobs mb"
+                    " JOIN manifests m ON m.id = mb.manifest_id"
+                    " JOIN repositories r ON r.id = m.repository_id WHERE mb.blob_digest = :d"
+                ),
+                {"d": digest},
+            ).all()
+            for manifest_id, repository, manifest_digest, manifest_key in rows:
+                session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": manifest_id})
+                removed.append((repository, manifest_digest))
+                doomed.append(manifest_key)
+            session.execute(text("DELETE FROM blobs WHERE digest = :d"), {"d": digest})
+            report.removed_blobs.append(digest)
+        for key in doomed:
+            with contextlib.suppress(StorageError):
+                self.driver.delete(key)
+        return removed
+
+    def _remove_manifest(self, repository: str, digest: str) -> bool:
+        with self.db.write() as session:
+            row = session.execute(
+                text(
+                    "SELECT m.id, m.storage_key FROM manifests m JOIN repositories r"
+                    " ON r.id = m.repository_id WHERE r.name = :n AND m.digest = :d"
+                ),
+                {"n": repository, "d": digest},
+            ).first()
+            if row is None or not self._gone(str(row[1])):
+                return False
+            session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": row[0]})
+        return True
