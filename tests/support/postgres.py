@@ -46,8 +46,13 @@ def _install() -> Path | None:
     """apt-get install postgresql when we may (root); None if it still is missing."""
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
     return _bin_dir()
 
 
@@ -70,8 +75,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         base = ["initdb", "-D", str(self.data), "-A", "trust", "-U", "lading", "-E", "UTF8"]
-        result = self._run(*base, "--locale-provider=icu", "--icu-locale=en-US",
-                           "--locale=C.UTF-8")
+        result = self._run(*base, "--locale-provider=icu", "--icu-locale=en-US", "--locale=C.UTF-8")
         if result.returncode != 0:  # no ICU: still a working cluster
             shutil.rmtree(self.data, ignore_errors=True)
             result = self._run(*base, "--locale=C.UTF-8")
@@ -81,8 +85,19 @@ class PostgresCluster:
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
-        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"),
-                           "-o", options, "-w", "-t", "60", "start")
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if result.returncode != 0:
             log = (self.root / "log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"pg_ctl start failed: {result.stderr}\n{log}")
@@ -104,8 +119,9 @@ class PostgresCluster:
         name = f"t_{uuid.uuid4().hex[:16]}"
         for attempt in range(50):
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=lading "
-                                     "dbname=postgres", autocommit=True) as conn:
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=lading dbname=postgres", autocommit=True
+                ) as conn:
                     conn.execute(f'CREATE DATABASE "{name}"')
                 break
             except psycopg.OperationalError:
@@ -138,3 +154,17 @@ def fresh_database_url() -> str:
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (SQLAlchemy URL)."""
     yield fresh_database_url()
+
+
+def server_env(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """Under ``LADING_TEST_DATABASE=postgres``: ``env`` plus a database URL for a server
+    whose data lives in ``data_dir`` (the same database again when it restarts there)."""
+    if not wants_postgres() or "LADING_DATABASE_URL" in env:
+        return env
+    marker = data_dir / "test-database-url"
+    if marker.exists():
+        url = marker.read_text().strip()
+    else:
+        url = fresh_database_url()
+        marker.write_text(url)
+    return {**env, "LADING_DATABASE_URL": url}
