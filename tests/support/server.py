@@ -21,6 +21,7 @@ from typing import Literal
 import httpx
 import psutil
 
+from support import postgres
 from support.tools import free_port, require_tool, unavailable
 
 Kind = Literal["lading", "reference"]
@@ -183,6 +184,7 @@ def start_lading(
     data_dir = base_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
+    full_env = postgres.server_env(data_dir, full_env)  # LADING_TEST_DATABASE=postgres
     extra = list(args)
     statuses = tuple(ready_statuses)
     for attempt in range(3):
