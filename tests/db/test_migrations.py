@@ -56,8 +56,9 @@ def test_migrate_command(database_url: str, tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path)]
 
     def run(*args: str) -> str:
-        done = subprocess.run([*lading, "migrate", *args, *data], env=env, capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [*lading, "migrate", *args, *data], env=env, capture_output=True, text=True, check=True
+        )
         return done.stdout.strip()
 
     assert run("upgrade") == migrate.head()

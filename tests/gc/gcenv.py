@@ -49,7 +49,10 @@ class Env:
         migrate.upgrade(db)
         driver = FilesystemDriver(storage)
         return cls(
-            db, driver, UploadService(db, driver), BlobService(db, driver),
+            db,
+            driver,
+            UploadService(db, driver),
+            BlobService(db, driver),
             ManifestService(db, driver, 4 << 20, cache_bytes=0),
         )
 
@@ -90,14 +93,16 @@ class Env:
     def manifest_digests(self, repo: str) -> set[str]:
         rows = self.db.fetch_all(
             "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id"
-            " WHERE r.name = :n", {"n": repo},
+            " WHERE r.name = :n",
+            {"n": repo},
         )
         return {r[0] for r in rows}
 
     def linked_blobs(self, repo: str) -> set[str]:
         rows = self.db.fetch_all(
             "SELECT rb.blob_digest FROM repository_blobs rb JOIN repositories r"
-            " ON r.id = rb.repository_id WHERE r.name = :n", {"n": repo},
+            " ON r.id = rb.repository_id WHERE r.name = :n",
+            {"n": repo},
         )
         return {r[0] for r in rows}
 

@@ -30,7 +30,9 @@ def test_index_children_kept_then_collected_with_index(env: Env) -> None:
     amd = env.push_image("app", None, [b"amd64"])
     arm = env.push_image("app", None, [b"arm64"])
     index = env.put_manifest(
-        "app", "multi", OCI_INDEX,
+        "app",
+        "multi",
+        OCI_INDEX,
         {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]},
     )
     env.collector().run()
@@ -82,5 +84,7 @@ def test_dry_run_changes_nothing(env: Env) -> None:
     assert len(env.manifest_digests("app")) == 1
     real = env.collector().run()
     assert (real.manifests_deleted, real.blobs_deleted, real.bytes_freed) == (
-        dry.manifests_deleted, dry.blobs_deleted, dry.bytes_freed,
+        dry.manifests_deleted,
+        dry.blobs_deleted,
+        dry.bytes_freed,
     )
