@@ -82,7 +82,8 @@ class PostgresCluster:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr}")
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         result = self._run(
