@@ -1,4 +1,4 @@
-"""Shared fixtures: a real SQLite database file and cheap argon2 parameters."""
+"""Shared fixtures: real SQLite and PostgreSQL databases, cheap argon2 parameters."""
 
 from __future__ import annotations
 
@@ -17,13 +17,19 @@ from auth.settings import Argon2Settings, AuthSettings
 FAST_ARGON2 = Argon2Settings(time_cost=1, memory_kib=64, parallelism=1)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = create_engine(f"sqlite:///{tmp_path / 'auth.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The auth tables, created on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        from support.postgres import fresh_database_url
 
-    @event.listens_for(eng, "connect")
-    def _fk_on(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        eng = create_engine(fresh_database_url())
+    else:
+        eng = create_engine(f"sqlite:///{tmp_path / 'auth.db'}")
+
+        @event.listens_for(eng, "connect")
+        def _fk_on(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     AuthBase.metadata.create_all(eng)
     yield eng
