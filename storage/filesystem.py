@@ -13,9 +13,11 @@ import ctypes.util
 import errno
 import json
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from storage.driver import (
     InvalidKey,
@@ -51,6 +53,8 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 _start_writeback = _load_sync_file_range()
 _UPLOADS_DIR = "_uploads"
 _TMP_PREFIX = ".tmp-"
+_DIR_RACE_RETRIES = 10
+_T = TypeVar("_T")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,6 +76,22 @@ def _make_dirs(directory: Path, root: Path) -> None:
     except FileExistsError:
         return
     _fsync_dir(directory.parent)
+
+
+def _retry_dir_race(root: Path, path: Path, action: Callable[[], _T]) -> _T:
+    """Make ``path``'s directory and run ``action`` (which creates ``path``).
+
+    A concurrent delete() removes empty parents, so the directory can vanish
+    between mkdir and ``action``; retry a few times.
+    """
+    for attempt in range(_DIR_RACE_RETRIES):
+        _make_dirs(path.parent, root)
+        try:
+            return action()
+        except FileNotFoundError:
+            if attempt == _DIR_RACE_RETRIES - 1 or path.parent.is_dir():
+                raise
+    raise AssertionError("unreachable")
 
 
 def _translate(exc: OSError, key: str) -> Exception:
@@ -193,6 +213,10 @@ class FilesystemDriver:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise _translate(exc, key) from exc
+        # Opening a directory succeeds on Linux; it is not an object.
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ObjectNotFound(key)
         return self._read_fd(fd, offset, length)
 
     @staticmethod
@@ -222,9 +246,10 @@ class FilesystemDriver:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            _make_dirs(path.parent, self.root)
             tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _retry_dir_race(
+                self.root, tmp, lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            )
             try:
                 view = memoryview(data)
                 while view:
@@ -313,8 +338,7 @@ class FilesystemDriver:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _make_dirs(target.parent, self.root)
-            os.replace(source, target)
+            _retry_dir_race(self.root, target, lambda: os.replace(source, target))
             _fsync_dir(target.parent)
         except FileNotFoundError as exc:
             raise UploadStateInvalid("upload is gone") from exc
@@ -339,4 +363,5 @@ class FilesystemDriver:
             yield entry.name, UploadState(token=json.dumps({"id": entry.name}), size=size)
 
     def redirect_url(self, key: str, expires_in: int) -> str | None:
+        self._path(key)  # invalid keys fail here as in every other method
         return None
