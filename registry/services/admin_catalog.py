@@ -16,6 +16,7 @@ from registry.domain.errors import NAME_UNKNOWN, RegistryError
 from registry.domain.manifests import INDEX_TYPES
 from registry.services.admin_content import ContentReader
 from registry.services.admin_usage import RepositoryUsage, UsageService
+from registry.services.audit import AuditService
 from registry.services.manifests import ManifestRecord
 from storage.driver import Driver, StorageError
 
@@ -133,7 +134,7 @@ class CatalogService:
                 return summary
         raise RegistryError(NAME_UNKNOWN, detail={"name": name})
 
-    def delete_repository(self, name: str) -> dict[str, int]:
+    def delete_repository(self, name: str, actor: str) -> dict[str, int]:
         """Remove the repository with its tags, manifests and blob links; GC frees blobs."""
         with self.db.write() as session:
             repo_id = session.scalar(select(Repository.id).where(Repository.name == name))
@@ -151,8 +152,10 @@ class CatalogService:
             session.execute(delete(Tag).where(Tag.repository_id == repo_id))
             session.execute(delete(Manifest).where(Manifest.repository_id == repo_id))
             session.execute(delete(Repository).where(Repository.id == repo_id))
+            result = {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(keys)}
+            AuditService.add(session, actor, "repository.delete", name, dict(result))
         self._delete_keys(keys)
-        return {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(keys)}
+        return result
 
     def _delete_keys(self, keys: Iterable[str]) -> None:
         # Each manifest row owns its own copy of the bytes (see ManifestService.delete).
