@@ -16,6 +16,7 @@ from registry.db import migrate
 from registry.db.engine import Database
 from registry.domain.errors import RegistryError
 from registry.http.access import AccessController, OpenAccess
+from registry.http.admin import admin_routes
 from registry.http.errors import (
     http_error_handler,
     registry_error_handler,
@@ -142,7 +143,11 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
         ),
     )
     app = Starlette(
-        routes=[*OpsRoutes(components.db, components.driver, metrics).routes(), *router.routes()],
+        routes=[
+            *OpsRoutes(components.db, components.driver, metrics).routes(),
+            *router.routes(),
+            *admin_routes(settings, components.db, components.driver, components.manifests),
+        ],
         middleware=[
             Middleware(
                 RequestContextMiddleware, metrics=metrics, access_log_enabled=settings.access_log
