@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +54,14 @@ def _forget(engine: DockerEngine, *refs: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_image(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> str:
+def base_image(
+    docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A base image of this module only, so that removing it really empties the engine."""
     tag = "lading-e2e/docker-test-base:1"
     import_base_image(docker_engine, tag, tmp_path_factory.mktemp("docker-base"))
-    return tag
+    yield tag
+    _forget(docker_engine, tag)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def pushed(
     base_image: str,
     session_registry: RegistryServer,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Pushed:
+) -> Iterator[Pushed]:
     local = "lading-e2e/app:build"
     build_multilayer_image(
         docker_engine, base_image, local, tmp_path_factory.mktemp("app-build"), seed=31337
@@ -77,7 +81,9 @@ def pushed(
     docker_engine.run("tag", local, f"{repository}:v1")
     digest, output = _push(docker_engine, f"{repository}:v1")
     assert output.count("Pushed") >= len(set(facts.layers)), output
-    return Pushed(session_registry, repository, digest, facts)
+    yield Pushed(session_registry, repository, digest, facts)
+    # Leave a shared engine (DOCKER_HOST) as we found it: drop every image we made.
+    _forget(docker_engine, facts.id)
 
 
 def _check_manifest(pushed: Pushed, repo: str, reference: str) -> None:
