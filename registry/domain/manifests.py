@@ -175,11 +175,12 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     """Validate ``payload`` against its media type; raise MANIFEST_INVALID on any defect."""
     try:
         body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: deep nesting
         raise _invalid(f"manifest is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise _invalid("manifest must be a JSON object")
-    if body.get("schemaVersion") != 2 or isinstance(body.get("schemaVersion"), bool):
+    # Exactly the integer 2: not 2.0, not true.
+    if type(body.get("schemaVersion")) is not int or body["schemaVersion"] != 2:
         raise _invalid("schemaVersion must be 2")
     media_type = _resolve_media_type(body, content_type)
     is_index = media_type in INDEX_TYPES
