@@ -171,6 +171,14 @@ def verdict_text(results: Results, candidates: list[str]) -> str:
 def notes(results: Results) -> list[str]:
     """Skips, errors and client-side saturation, so nobody misreads the table."""
     out = []
+    cores = results.get("meta", {}).get("cores") or 1
+    for server, load in results.get("meta", {}).get("loadavg", {}).items():
+        busiest = max(load.get("start", [0.0])[0], load.get("end", [0.0])[0])
+        if busiest > 0.5 * cores:
+            out.append(
+                f"{server}: host load average {busiest:.1f} on {cores} cores around its run "
+                "(other processes were busy): numbers are noisy, rerun on a quiet machine"
+            )
     for server, wls in results.items():
         if server == "meta":
             continue
@@ -181,6 +189,9 @@ def notes(results: Results) -> list[str]:
                 out.append(f"{server}/{wl}: skipped: {data['skipped']}")
             if "error" in data:
                 out.append(f"{server}/{wl}: error: {data['error']}")
+            pages, count = data.get("list_paged_pages"), data.get("count", 0)
+            if wl == "tags" and pages == 1 and count > 100:
+                out.append(f"{server}/tags: ignored n=100 (all {count} tags in one page)")
             if data.get("errors"):
                 out.append(f"{server}/{wl}: {data['errors']:.0f} failed requests")
             for k, v in data.items():

@@ -56,7 +56,7 @@ class Params:
     skopeo_layer_mib: int = 8
     docker_layers: int = 4
     docker_layer_mib: int = 16
-    budget_s: int = 900
+    budget_s: int = 420  # per server
 
 
 QUICK = Params(
@@ -69,7 +69,7 @@ QUICK = Params(
     skopeo_layers=5,
     docker_layers=2,
     docker_layer_mib=8,
-    budget_s=150,
+    budget_s=75,
 )
 
 
@@ -154,10 +154,11 @@ def bench_server(
     p: Params,
     fx: Fixtures,
     results: report.Results,
-    deadline: float,
     save: Callable[[], None],
 ) -> None:
     results[label] = {}
+    load = results["meta"].setdefault("loadavg", {})
+    load[label] = {"start": [round(x, 2) for x in os.getloadavg()]}
     try:
         server = start()
     except (RuntimeError, OSError) as exc:
@@ -167,6 +168,7 @@ def bench_server(
         save()
         return
     log(f"{label}: up on {server.base} (pid {server.pid})")
+    deadline = time.monotonic() + p.budget_s
     try:
         for name in selected:
             if time.monotonic() > deadline:
@@ -183,8 +185,10 @@ def bench_server(
             log(f"{label}/{name}: {shown}")
             save()
     finally:
+        load[label]["end"] = [round(x, 2) for x in os.getloadavg()]
+        t0 = time.perf_counter()
         server.stop()
-        log(f"{label}: stopped")
+        log(f"{label}: stopped in {time.perf_counter() - t0:.1f}s")
 
 
 def machine_meta(args: argparse.Namespace, p: Params) -> dict[str, Any]:
@@ -278,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     t_start = time.monotonic()
-    deadline = t_start + p.budget_s
     results: report.Results = {"meta": machine_meta(args, p)}
 
     def save() -> None:
@@ -303,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                         ("lading-postgres", lambda: start_lading("lading-pg", pg_env))
                     )
         fx = Fixtures(p, selected, tmp)
-        bench_server("reference", start_reference, selected, p, fx, results, deadline, save)
+        bench_server("reference", start_reference, selected, p, fx, results, save)
         for label, start in candidates:
-            bench_server(label, start, selected, p, fx, results, deadline, save)
+            bench_server(label, start, selected, p, fx, results, save)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130

@@ -123,6 +123,7 @@ storage:
     disable: true
 http:
   addr: 127.0.0.1:{port}
+  draintimeout: 2s
   headers:
     X-Content-Type-Options: [nosniff]
 """
@@ -177,6 +178,7 @@ class ProcSampler:
     pid: int
     interval: float = 0.05
     peak_rss: int = 0
+    base_rss: int = 0
     samples: int = 0
     cpu_seconds: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -206,6 +208,7 @@ class ProcSampler:
 
     def __enter__(self) -> ProcSampler:
         self._sample()
+        self.base_rss = self.peak_rss
         self._cpu0 = sum(self._cpu.values())
         self._known0 = dict(self._cpu)
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -239,6 +242,13 @@ class ClientCpu:
     def share(self) -> float:
         """Fraction of one core the client used (1.0 = one core saturated)."""
         return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _pg_bindir() -> Path | None:
@@ -325,10 +335,10 @@ class Postgres:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)  # postmaster "fast" shutdown
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and psutil.pid_exists(self.pid):
+            while time.monotonic() < deadline and _alive(self.pid):
                 time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError):
-                if psutil.pid_exists(self.pid):
+                if _alive(self.pid):
                     os.kill(self.pid, signal.SIGKILL)
             self.pid = None
         if self.workdir is not None:

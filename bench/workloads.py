@@ -168,6 +168,8 @@ def big_blobs(
             push_chunked(server, repo, blob_c, dig_c)
         out["push_chunked_mbs"] = blob_c.size / MiB / c.wall
     out["peak_rss_mib"] = mem.peak_rss / MiB
+    out["idle_rss_mib"] = mem.base_rss / MiB
+    out["server_cpu_s"] = mem.cpu_seconds
     out["rss_samples"] = mem.samples
     with ClientCpu() as c:
         pull(server, repo, dig_m, blob_m.size)
@@ -299,6 +301,7 @@ def tags(
             out["list_full_p99_ms"] = pct(full, 99) * 1e3
             walks: list[float] = []
             pages: list[float] = []
+            npages = 0
             for _ in range(list_reps):
                 path: str | None = f"/v2/{repo}/tags/list?n={page}"
                 seen, t_walk = 0, time.perf_counter()
@@ -317,9 +320,11 @@ def tags(
                         else None
                     )
                 walks.append(time.perf_counter() - t_walk)
+                npages = len(pages) // len(walks)
                 if seen != count:
                     out["list_paged_incomplete"] = seen
             out["list_paged_walk_ms"] = statistics.median(walks) * 1e3
+            out["list_paged_pages"] = npages  # 1 means the server ignored n
             out["list_paged_page_p50_ms"] = statistics.median(pages) * 1e3
             out["list_paged_page_p99_ms"] = pct(pages, 99) * 1e3
         finally:
