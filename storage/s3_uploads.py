@@ -128,7 +128,7 @@ class S3UploadWriter:
         self._parts.append(Part(number, etag, target))
         del self._buf[:target]
 
-    def close(self) -> UploadState:
+    def close(self, final: bool = False) -> UploadState:
         if self._closed:
             raise ValueError("upload writer already closed")
         self._closed = True
