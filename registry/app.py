@@ -6,12 +6,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from auth.accounts import ensure_admin
+from auth.factory import AuthComponents, build_auth
+from auth.settings import AuthSettings
 from registry.db import migrate
 from registry.db.engine import Database
 from registry.domain.errors import RegistryError
@@ -24,6 +28,8 @@ from registry.http.errors import (
 )
 from registry.http.middleware import RequestContextMiddleware
 from registry.http.ops import Metrics, OpsRoutes
+from registry.http.token_access import TokenAccess
+from registry.http.token_routes import TokenRoutes
 from registry.http.v2 import V2Router
 from registry.http.v2_blobs import BlobRoutes
 from registry.http.v2_manifests import ManifestRoutes
@@ -61,6 +67,29 @@ def build_driver(settings: Settings) -> Driver:
     return FilesystemDriver(settings.resolved_storage_root())
 
 
+def build_auth_settings(settings: Settings) -> AuthSettings:
+    def paths(value: str) -> tuple[Path, ...]:
+        return tuple(Path(p.strip()) for p in value.split(",") if p.strip())
+
+    return AuthSettings(
+        mode=settings.auth_mode,
+        realm=settings.resolved_auth_realm() if settings.auth_mode != "none" else "",
+        service=settings.auth_service,
+        issuer=settings.auth_issuer,
+        token_ttl_seconds=settings.auth_token_ttl_seconds,
+        data_dir=settings.data_dir,
+        signing_key_path=settings.auth_signing_key_path,
+        trusted_public_keys=paths(settings.auth_trusted_public_keys),
+        jwks_file=settings.auth_jwks_file,
+        public_repositories=tuple(
+            p.strip() for p in settings.auth_public_repositories.split(",") if p.strip()
+        ),
+        personal_namespaces=settings.auth_personal_namespaces,
+        admin_username=settings.auth_admin_username,
+        admin_password=settings.auth_admin_password,
+    )
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -71,12 +100,17 @@ class Components:
     manifests: ManifestService
     listing: ListingService
     access: AccessController
+    auth: AuthComponents
 
 
 def build_components(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url())
     driver = build_driver(settings)
+    auth = build_auth(build_auth_settings(settings))
+    access: AccessController = (
+        OpenAccess() if settings.auth_mode == "none" else TokenAccess(auth.guard)
+    )
     return Components(
         settings=settings,
         db=db,
@@ -85,7 +119,8 @@ def build_components(settings: Settings) -> Components:
         uploads=UploadService(db, driver),
         manifests=ManifestService(db, driver, settings.max_manifest_bytes),
         listing=ListingService(db, settings.page_size_max),
-        access=OpenAccess(),
+        access=access,
+        auth=auth,
     )
 
 
@@ -96,6 +131,12 @@ def prepare(components: Components) -> None:
         migrate.upgrade(components.db)
     elif not migrate.is_up_to_date(components.db):
         raise RuntimeError("database schema is not up to date: run `lading migrate upgrade`")
+    if components.auth.settings.mode == "token":
+        with components.db.write() as session:
+            if ensure_admin(session, components.auth.passwords, components.auth.settings):
+                log.info(
+                    "created the first admin account %s", components.auth.settings.admin_username
+                )
 
 
 def start_gc_worker(components: Components) -> GcWorker | None:
@@ -147,6 +188,11 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
             *OpsRoutes(components.db, components.driver, metrics).routes(),
             *router.routes(),
             *admin_routes(settings, components.db, components.driver, components.manifests),
+            *(
+                TokenRoutes(components.auth, components.db).routes()
+                if components.auth.service is not None
+                else []
+            ),
         ],
         middleware=[
             Middleware(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ENV_PREFIX = "LADING_"
 
@@ -56,6 +56,33 @@ class Settings(BaseModel):
     gc_review_delay: float = Field(86400.0, ge=0)
     # Bearer token the admin API (/admin/v1/) requires until token auth lands; unset = open.
     admin_token: str | None = None
+
+    # Authentication: "none" (open registry), "token" (built-in token service at /token)
+    # or "external" (trust tokens of another issuer).
+    auth_mode: Literal["none", "token", "external"] = "none"
+    # Token endpoint URL given to clients; default http://<host>:<port>/token.
+    auth_realm: str | None = None
+    auth_service: str = "lading"
+    auth_issuer: str = "lading-token-issuer"
+    auth_token_ttl_seconds: int = Field(300, ge=60)
+    # Default: <data_dir>/auth/signing-key.pem, generated on first start.
+    auth_signing_key_path: Path | None = None
+    # Comma-separated PEM files of further trusted public keys (rotation, external issuer).
+    auth_trusted_public_keys: str = ""
+    auth_jwks_file: Path | None = None
+    # Comma-separated repository patterns anyone may pull (e.g. "public/*").
+    auth_public_repositories: str = ""
+    # Users may do anything under <username>/.
+    auth_personal_namespaces: bool = False
+    # First admin account, created at start when it does not exist.
+    auth_admin_username: str | None = None
+    auth_admin_password: SecretStr | None = None
+
+    def resolved_auth_realm(self) -> str:
+        if self.auth_realm:
+            return self.auth_realm
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/token"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from pydantic import SecretStr
+
 from registry.settings import ENV_PREFIX, Settings, load_settings
 
 
@@ -21,5 +23,7 @@ def worker_count(settings: Settings) -> int:
 def export_settings(settings: Settings) -> None:
     """Let worker processes rebuild the same settings from the environment."""
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     os.environ.pop(f"{ENV_PREFIX}CONFIG", None)

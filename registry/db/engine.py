@@ -65,6 +65,11 @@ class Database:
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
+    def read_session_factory(self) -> sessionmaker[Session]:
+        """Sessions in deferred transactions whose caller commits (may write, may lose races)."""
+        return self._read_sessions
+
+    @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
