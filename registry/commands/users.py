@@ -1,0 +1,244 @@
+"""`lading user|group|perm|robot|public`: accounts and permissions, straight on the database.
+
+These run where the server's configuration is (same --config / LADING_*), like
+`lading migrate`; the admin REST API offers the same to remote operators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, cast
+
+from auth import accounts, robots
+from auth.accounts import AccountError
+from auth.passwords import Passwords
+from registry.app import build_auth_settings
+from registry.commands.common import settings_from_args
+from registry.db import migrate
+from registry.db.engine import Database
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat password: "):
+            raise AccountError("passwords do not match")
+    if len(password) < 8:
+        raise AccountError("a password needs at least 8 characters")
+    return password
+
+
+def _with_session(args: argparse.Namespace, action: Callable[..., Any]) -> int:
+    settings = settings_from_args(args, data_dir=getattr(args, "data_dir", None))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    try:
+        migrate.upgrade(db)
+        passwords = Passwords(build_auth_settings(settings).argon2)
+        with db.write() as session:
+            result = action(session, passwords)
+    except (AccountError, ValueError) as exc:
+        print(f"lading: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    if result is not None:
+        if getattr(args, "output", "table") == "json":
+            print(json.dumps(result, indent=2, default=str))
+        else:
+            for row in result if isinstance(result, list) else [result]:
+                print("  ".join(str(v) for v in (row.values() if isinstance(row, dict) else [row])))
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "add":
+        password = _read_password(args)
+        return _with_session(
+            args, lambda s, p: accounts.add_user(s, p, args.name, password, admin=args.admin)
+            and None,
+        )  # fmt: skip
+    if action == "passwd":
+        password = _read_password(args)
+        return _with_session(args, lambda s, p: accounts.set_password(s, p, args.name, password))
+    if action == "rm":
+        return _with_session(args, lambda s, p: accounts.remove_user(s, args.name))
+    if action == "admin":
+        return _with_session(args, lambda s, p: accounts.set_admin(s, args.name, args.on))
+    if action == "disable":
+        return _with_session(args, lambda s, p: accounts.set_disabled(s, args.name, args.on))
+    return _with_session(
+        args,
+        lambda s, p: [
+            {"user": u.username, "admin": u.is_admin, "disabled": u.disabled,
+             "groups": ",".join(u.groups), "created": u.created_at.isoformat()}
+            for u in accounts.list_users(s)
+        ],
+    )  # fmt: skip
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    calls: dict[str, Callable[..., Any]] = {
+        "add": lambda s, p: accounts.create_group(s, args.name) and None,
+        "rm": lambda s, p: accounts.remove_group(s, args.name),
+        "member-add": lambda s, p: accounts.add_member(s, args.name, args.user),
+        "member-rm": lambda s, p: accounts.remove_member(s, args.name, args.user),
+    }
+    return _with_session(args, calls[args.action])
+
+
+def cmd_perm(args: argparse.Namespace) -> int:
+    if args.action == "grant":
+        return _with_session(
+            args,
+            lambda s, p: {"rule": accounts.grant(s, args.subject_type, args.subject,
+                                                 args.pattern, args.actions).id},
+        )  # fmt: skip
+    if args.action == "revoke":
+        return _with_session(args, lambda s, p: accounts.revoke_rule(s, args.id))
+    return _with_session(
+        args,
+        lambda s, p: [
+            {"id": r.id, "type": r.subject_type, "subject": r.subject,
+             "pattern": r.repository_pattern, "actions": ",".join(sorted(r.actions))}
+            for r in accounts.list_rules(s)
+        ],
+    )  # fmt: skip
+
+
+def _robot_scopes(values: list[str]) -> list[tuple[str, str]]:
+    scopes = []
+    for value in values:
+        pattern, sep, actions = value.rpartition(":")
+        if not sep or not pattern:
+            raise AccountError(f"scope must look like PATTERN:ACTIONS, got {value!r}")
+        scopes.append((pattern, actions))
+    return scopes
+
+
+def cmd_robot(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        expires = None
+        if args.expires_days:
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days)
+
+        def create(s: Any, p: Any) -> dict[str, str]:
+            info, secret = robots.create_robot(
+                s, args.owner, args.name, _robot_scopes(args.scope), expires_at=expires
+            )
+            return {"login": info.login, "secret": secret}
+
+        return _with_session(args, create)
+    if args.action == "revoke":
+        return _with_session(args, lambda s, p: robots.revoke_robot(s, args.login))
+    if args.action == "rm":
+        return _with_session(args, lambda s, p: robots.remove_robot(s, args.login))
+    return _with_session(
+        args,
+        lambda s, p: [
+            {"login": r.login, "scopes": " ".join(f"{pat}:{','.join(sorted(a))}"
+                                                  for pat, a in r.scopes),
+             "expires": r.expires_at, "revoked": r.revoked_at, "last_used": r.last_used_at}
+            for r in robots.list_robots(s)
+        ],
+    )  # fmt: skip
+
+
+def cmd_public(args: argparse.Namespace) -> int:
+    calls: dict[str, Callable[..., Any]] = {
+        "add": lambda s, p: accounts.add_public_pattern(s, args.pattern),
+        "rm": lambda s, p: accounts.remove_public_pattern(s, args.pattern),
+        "ls": lambda s, p: accounts.list_public_patterns(s),
+    }
+    return _with_session(args, calls[args.action])
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    parser.add_argument("--output", choices=["table", "json"], default="table")
+
+
+def register(sub: Any) -> None:
+    user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
+    for name in ("add", "passwd"):
+        p = user.add_parser(name)
+        p.add_argument("name")
+        p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if name == "add":
+            p.add_argument("--admin", action="store_true")
+        _common(p)
+    for name in ("rm",):
+        p = user.add_parser(name)
+        p.add_argument("name")
+        _common(p)
+    for name in ("admin", "disable"):
+        p = user.add_parser(name)
+        p.add_argument("name")
+        p.add_argument("--off", dest="on", action="store_false")
+        _common(p)
+    _common(user.add_parser("ls"))
+
+    group = sub.add_parser("group", help="groups (teams)").add_subparsers(
+        dest="action", required=True
+    )
+    for name in ("add", "rm"):
+        p = group.add_parser(name)
+        p.add_argument("name")
+        _common(p)
+    for name in ("member-add", "member-rm"):
+        p = group.add_parser(name)
+        p.add_argument("name")
+        p.add_argument("user")
+        _common(p)
+
+    perm = sub.add_parser("perm", help="permission rules").add_subparsers(
+        dest="action", required=True
+    )
+    p = perm.add_parser("grant", help="e.g. grant group team 'team/*' pull,push")
+    p.add_argument("subject_type", choices=["user", "group", "robot"])
+    p.add_argument("subject")
+    p.add_argument("pattern")
+    p.add_argument("actions")
+    _common(p)
+    p = perm.add_parser("revoke")
+    p.add_argument("id", type=int)
+    _common(p)
+    _common(perm.add_parser("ls"))
+
+    robot = sub.add_parser("robot", help="robot accounts / access tokens").add_subparsers(
+        dest="action", required=True
+    )
+    p = robot.add_parser("create")
+    p.add_argument("owner")
+    p.add_argument("name")
+    p.add_argument("--scope", action="append", required=True, help="PATTERN:ACTIONS, repeatable")
+    p.add_argument("--expires-days", type=int, default=None)
+    _common(p)
+    for name in ("revoke", "rm"):
+        p = robot.add_parser(name)
+        p.add_argument("login", help="owner+name")
+        _common(p)
+    _common(robot.add_parser("ls"))
+
+    public = sub.add_parser("public", help="repositories anyone may pull").add_subparsers(
+        dest="action", required=True
+    )
+    for name in ("add", "rm"):
+        p = public.add_parser(name)
+        p.add_argument("pattern")
+        _common(p)
+    _common(public.add_parser("ls"))
+
+    for parser, func in ((user, cmd_user), (group, cmd_group), (perm, cmd_perm),
+                         (robot, cmd_robot), (public, cmd_public)):  # fmt: skip
+        for choice in cast(dict[str, argparse.ArgumentParser], parser.choices).values():
+            choice.set_defaults(func=func)
