@@ -33,6 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     multiproc_dir = _prepare_metrics_dir(workers)
     components = build_components(settings)
     prepare(components)
+    if settings.auth_mode == "none" and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "authentication is off and Lading listens on %s: anyone who can reach it may "
+            "push, pull and delete. Set LADING_AUTH_MODE=token for a private registry.",
+            settings.host,
+        )
     components.db.dispose()
     common: dict[str, Any] = {
         "host": settings.host,
