@@ -6,6 +6,7 @@ import json
 from urllib.parse import urlencode
 
 from anyio import to_thread
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,7 +71,10 @@ class ManifestRoutes:
             payload = self.manifests.cache.get(record.storage_key)
             if payload is None:
                 payload = await to_thread.run_sync(self.manifests.payload, record)
-            return Response(payload, status_code=200, headers=headers)
+            pulled = None
+            if self.manifests.pull_due(record.id):
+                pulled = BackgroundTask(to_thread.run_sync, self.manifests.record_pull, record.id)
+            return Response(payload, status_code=200, headers=headers, background=pulled)
         if method == "PUT":
             await self.access.authorize(
                 request, [AccessRequest("repository", name, ("pull", "push"))]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
+import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -142,6 +145,8 @@ class ManifestService:
         self.driver = driver
         self.max_size = max_size
         self.cache = PayloadCache(cache_bytes)
+        # Manifest id -> monotonic time this process last recorded a pull of it.
+        self._pulls: dict[int, float] = {}
 
     # -- reads ---------------------------------------------------------------
     def resolve(self, repository: str, reference: str) -> ManifestRecord:
@@ -203,6 +208,38 @@ class ManifestService:
                 descriptor["annotations"] = json.loads(row.annotations)
             result.append(descriptor)
         return result
+
+    # -- pull times ----------------------------------------------------------
+    # last_pulled_at is coarse on purpose: at most one write per manifest, process and hour.
+    PULL_RECORD_INTERVAL = 3600.0
+
+    def pull_due(self, manifest_id: int) -> bool:
+        """In memory, no I/O: should this GET record a pull?"""
+        now = time.monotonic()
+        last = self._pulls.get(manifest_id)
+        if last is not None and now - last < self.PULL_RECORD_INTERVAL:
+            return False
+        if len(self._pulls) > 100_000:
+            self._pulls.clear()
+        self._pulls[manifest_id] = now
+        return True
+
+    def record_pull(self, manifest_id: int) -> None:
+        """Set last_pulled_at unless some process did within the interval (runs after the
+        response is sent, so a busy write lock never delays a pull)."""
+        now = dt.datetime.now(dt.UTC)
+        cutoff = now - dt.timedelta(seconds=self.PULL_RECORD_INTERVAL)
+        try:
+            with self.db.raw_transaction() as tx:
+                tx.run(
+                    "UPDATE manifests SET last_pulled_at = :now WHERE id = :id"
+                    " AND (last_pulled_at IS NULL OR last_pulled_at < :cutoff)",
+                    {"now": tx.timestamp(now), "id": manifest_id, "cutoff": tx.timestamp(cutoff)},
+                )
+        except Exception:
+            logging.getLogger("lading.manifests").warning(
+                "cannot record a pull of manifest %s", manifest_id, exc_info=True
+            )
 
     # -- writes --------------------------------------------------------------
     def put(
