@@ -75,7 +75,7 @@ class InspectService:
                 view = ImageView(repository, record.digest, record.media_type, record.size)
                 view.platforms = children
                 view.annotations = _annotations(document)
-                view.total_size = record.size + sum(c.size for c in children)
+                view.total_size = record.size + self._children_size(repository, children)
                 view.referrers = self._referrers(repository, record.digest)
                 return view
             chosen = next((c for c in children if c.platform == platform), None)
@@ -88,6 +88,22 @@ class InspectService:
             record = self.manifests.resolve(repository, chosen.digest)
             document = self.content.manifest_json(record)
         return self._image(repository, record, document)
+
+    def _children_size(self, repository: str, children: list[PlatformView]) -> int:
+        """Children's manifests plus their distinct config and layer blobs."""
+        blobs: dict[str, int] = {}
+        total = 0
+        for child in children:
+            try:
+                record = self.manifests.resolve(repository, child.digest)
+            except RegistryError:
+                continue
+            total += record.size
+            document = self.content.manifest_json(record)
+            for desc in [document.get("config"), *(document.get("layers") or [])]:
+                if isinstance(desc, dict) and desc.get("digest"):
+                    blobs[str(desc["digest"])] = int(desc.get("size", 0))
+        return total + sum(blobs.values())
 
     @staticmethod
     def _children(document: dict[str, Any]) -> list[PlatformView]:
