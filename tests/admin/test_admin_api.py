@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from admin_support import errors_of, push_image, push_index, sha256
@@ -9,6 +11,8 @@ from conftest import ADMIN_TOKEN
 from support.server import RegistryServer
 
 A = "/admin/v1"
+VF = "VALIDATION_FAILED"
+POLICY = {"name": "x", "repository_pattern": "*"}
 
 
 def test_openapi_document_lists_every_endpoint(client: httpx.Client) -> None:
@@ -84,7 +88,7 @@ def test_inspect_image_index_and_platform(client: httpx.Client, repo: str) -> No
     assert image["config"]["entrypoint"] == ["/bin/sh", "-c"]
     assert image["config"]["labels"] == {"org.example.seed": "20"}
     assert image["created"] == "2026-01-02T03:04:05Z" and len(image["history"]) == 1
-    assert [(l["digest"], l["size"]) for l in image["layers"]] == list(amd.layers)
+    assert [(layer["digest"], layer["size"]) for layer in image["layers"]] == list(amd.layers)
     assert image["total_size"] == amd.total_size
     index = client.get(f"{A}/repositories/{repo}/-/inspect/multi").json()
     assert [p["platform"] for p in index["platforms"]] == ["linux/amd64", "linux/arm64"]
@@ -107,14 +111,21 @@ def test_referrers_are_reported(client: httpx.Client, repo: str) -> None:
 
     sig_digest = push_blob(client, repo, sig)
     empty = push_blob(client, repo, b"{}")
-    manifest = (
-        '{"schemaVersion":2,"mediaType":"%s","artifactType":"application/example.sig",'
-        '"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},'
-        '"layers":[{"mediaType":"application/octet-stream","digest":"%s","size":%d}],'
-        '"subject":{"mediaType":"%s","digest":"%s","size":%d}}'
-        % (OCI_MANIFEST, empty, sig_digest, len(sig), OCI_MANIFEST, subject.digest,
-           subject.manifest_size)
-    ).encode()  # fmt: skip
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [
+            {"mediaType": "application/octet-stream", "digest": sig_digest, "size": len(sig)}
+        ],
+        "subject": {
+            "mediaType": OCI_MANIFEST,
+            "digest": subject.digest,
+            "size": subject.manifest_size,
+        },
+    }
+    manifest = json.dumps(document).encode()
     put = client.put(
         f"/v2/{repo}/manifests/{sha256(manifest)}",
         content=manifest,
@@ -152,15 +163,15 @@ def test_deletions_are_audited(client: httpx.Client, repo: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [
-        ("POST", "/retention/preview", {"json": {"all": True, "surprise": 1}}, 422, "VALIDATION_FAILED"),
-        ("POST", "/retention/preview", {"json": {}}, 422, "VALIDATION_FAILED"),
+        ("POST", "/retention/preview", {"json": {"all": True, "surprise": 1}}, 422, VF),
+        ("POST", "/retention/preview", {"json": {}}, 422, VF),
         ("POST", "/retention/preview", {"content": b"{not json"}, 400, "BAD_REQUEST"),
-        ("POST", "/retention/policies", {"json": {"name": "x", "repository_pattern": "*"}}, 422, "VALIDATION_FAILED"),
-        ("POST", "/retention/policies", {"json": {"name": "x", "repository_pattern": "*", "keep_regex": "("}}, 422, "VALIDATION_FAILED"),
-        ("POST", "/gc/runs", {"json": {"dry_run": "maybe"}}, 422, "VALIDATION_FAILED"),
-        ("GET", "/repositories?limit=0", {}, 422, "VALIDATION_FAILED"),
-        ("GET", "/repositories?sort=color", {}, 422, "VALIDATION_FAILED"),
-        ("GET", "/repositories?unknown=1", {}, 422, "VALIDATION_FAILED"),
+        ("POST", "/retention/policies", {"json": POLICY}, 422, VF),
+        ("POST", "/retention/policies", {"json": {**POLICY, "keep_regex": "("}}, 422, VF),
+        ("POST", "/gc/runs", {"json": {"dry_run": "maybe"}}, 422, VF),
+        ("GET", "/repositories?limit=0", {}, 422, VF),
+        ("GET", "/repositories?sort=color", {}, 422, VF),
+        ("GET", "/repositories?unknown=1", {}, 422, VF),
         ("GET", "/repositories?cursor=zzz", {}, 400, "BAD_REQUEST"),
         ("GET", "/repositories/Bad..Name", {}, 400, "NAME_INVALID"),
         ("GET", "/repositories/no/such/repo", {}, 404, "NAME_UNKNOWN"),
@@ -222,7 +233,8 @@ def test_usage_reports_exclusive_and_shared(client: httpx.Client, repo: str) -> 
     usage = client.get(f"{A}/usage").json()
     mine = {r["name"]: r for r in usage["repositories"] if r["name"].startswith(repo)}
     assert mine[f"{repo}/one"]["shared_bytes"] == len(shared)
-    assert mine[f"{repo}/one"]["exclusive_bytes"] == one.total_size - one.manifest_size - len(shared)
+    exclusive = one.total_size - one.manifest_size - len(shared)
+    assert mine[f"{repo}/one"]["exclusive_bytes"] == exclusive
     assert mine[f"{repo}/one"]["manifest_bytes"] == one.manifest_size
     assert usage["total_bytes"] == usage["blob_bytes"] + usage["manifest_bytes"]
 
