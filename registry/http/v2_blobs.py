@@ -214,8 +214,9 @@ class BlobRoutes:
         length = content_length(request)
         has_body = (length or 0) > 0 or "chunked" in request.headers.get("transfer-encoding", "")
         if has_body:
+            # The final chunk may carry Content-Range: an out-of-order one is 416, not appended.
             appender = await self._open_appender(request, status.repository, status.id, principal,
-                                                 chunked=False)  # fmt: skip
+                                                 chunked=True)  # fmt: skip
             try:
                 await pump_into(request, appender, length)
                 info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
