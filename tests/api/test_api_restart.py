@@ -8,7 +8,7 @@ from v2client import digest_of, finish_upload, location, patch_chunk, random_byt
 
 
 def test_chunked_upload_survives_restart(lading_factory: RegistryFactory) -> None:
-    first = lading_factory(args=["--workers", "2"])
+    first = lading_factory(args=["--workers", "1"])
     data = random_bytes(30_000, seed=30)
     repo = "api/restart"
     with first.client() as client:
@@ -24,7 +24,7 @@ def test_chunked_upload_survives_restart(lading_factory: RegistryFactory) -> Non
 
     first.stop()
     # Same data directory, new process (and port): the session must still be there.
-    second = start_lading(first.data_dir.parent, args=["--workers", "2"])
+    second = start_lading(first.data_dir.parent, args=["--workers", "1"])
     lading_factory.servers.append(second)
     with second.client() as client:
         status = client.get(path)

@@ -153,6 +153,11 @@ def check_error_body(body: bytes, code: str | None = None) -> str:
     return first
 
 
+def upload_path(url: str) -> str:
+    """An upload URL without its query (some registries carry changing state there)."""
+    return httpx.URL(url).copy_with(query=None).path
+
+
 def location(response: httpx.Response) -> str:
     """The absolute URL in ``Location`` (which may be relative)."""
     value = response.headers.get("Location")
@@ -177,9 +182,9 @@ def patch_chunk(
 
 
 def finish_upload(client: httpx.Client, url: str, digest: str, data: bytes = b"") -> httpx.Response:
+    # Keep the Location's own query (opaque state some registries put there).
     return client.put(
-        url,
-        params={"digest": digest},
+        httpx.URL(url).copy_merge_params({"digest": digest}),
         content=data,
         headers={"Content-Type": "application/octet-stream"},
     )
@@ -194,6 +199,10 @@ def push_blob(client: httpx.Client, repo: str, data: bytes, algorithm: str = "sh
         content=data,
         headers={"Content-Type": "application/octet-stream"},
     )
+    if response.status_code == 202:
+        # Registries may not support single-request pushes (the spec lets them answer 202
+        # with a session instead); finish through the session.
+        response = finish_upload(client, location(response), digest, data)
     assert response.status_code == 201, f"push {digest}: {response.status_code} {response.text}"
     assert response.headers["Docker-Content-Digest"] == digest
     return digest
