@@ -143,3 +143,42 @@ def test_parallel_chunked_uploads_do_not_mix(
         for data, digest in zip(blobs, digests, strict=True):
             assert digest == digest_of(data, algorithm)
             assert http.get(f"/v2/{repo}/blobs/{digest}").content == data
+
+
+@pytest.mark.xfail(
+    reason="known bug: racing PATCHes at one offset write the same upload file at once; the "
+    "winner's saved hash no longer matches the bytes, and the blob is committed under a digest "
+    "its content does not have (see the tests/api report)",
+    strict=False,
+)
+def test_racing_patches_of_one_upload_stay_consistent(
+    api_server: RegistryServer, repo: str
+) -> None:
+    """Two clients PATCH the same offset of one session at once: one wins, nothing mixes.
+
+    Whatever the outcome, a committed blob's bytes must hash to its digest.
+    """
+    size = 4 * 1024 * 1024
+    bodies = [bytes([65 + i]) * size for i in range(4)]
+    with api_server.client() as http:
+        url = start_upload(http, repo)
+
+    def send(body: bytes) -> int:
+        with api_server.client(timeout=60.0) as racer:
+            return patch_chunk(racer, url, body, 0).status_code
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        statuses = list(pool.map(send, bodies))
+    assert all(status in (202, 416) for status in statuses), statuses
+    winners = [body for body, status in zip(bodies, statuses, strict=True) if status == 202]
+    assert len(winners) == 1, statuses
+    with api_server.client(timeout=60.0) as http:
+        status = http.get(url)
+        assert status.status_code == 204
+        assert status.headers["Range"].removeprefix("bytes=") == f"0-{size - 1}"
+        digest = digest_of(winners[0])
+        done = finish_upload(http, url, digest)
+        assert done.status_code == 201, done.text
+        pulled = http.get(f"/v2/{repo}/blobs/{digest}")
+        assert pulled.status_code == 200
+        assert digest_of(pulled.content) == digest, "stored bytes do not match their digest"
