@@ -176,3 +176,13 @@ def test_catalog_link(client: httpx.Client, catalog_repos: list[str]) -> None:
     assert url.path == "/v2/_catalog"
     assert url.params["n"] == "1"
     assert url.params["last"] == response.json()["repositories"][0]
+
+
+def test_catalog_forgets_repositories_without_manifests(client: httpx.Client) -> None:
+    name = unique("api/catalog-gone")
+    image = push_image(client, name, "v1", seed=80, layer_count=1)
+    listed = client.get("/v2/_catalog", params={"n": 1, "last": name[:-1]}).json()
+    assert listed["repositories"] == [name]
+    assert client.delete(f"/v2/{name}/manifests/{image.manifest.digest}").status_code == 202
+    after = client.get("/v2/_catalog", params={"n": 1, "last": name[:-1]}).json()
+    assert after["repositories"] != [name]

@@ -218,3 +218,11 @@ def test_invalid_name(client: httpx.Client, image: Image, name: str) -> None:
     response = put_manifest(client, name, "v1", image.manifest)
     expect_error(response, 400, "NAME_INVALID")
     expect_error(client.get(f"/v2/{name}/manifests/v1"), 400, "NAME_INVALID")
+
+
+def test_layer_deleted_from_repository(client: httpx.Client, repo: str, image: Image) -> None:
+    layer = Blob(random_bytes(400, seed=43))
+    push_blobs(client, repo, [layer])
+    assert client.delete(f"/v2/{repo}/blobs/{layer.digest}").status_code == 202
+    manifest = image_manifest(image.config, [layer])
+    expect_error(put_manifest(client, repo, "gone", manifest), 400, "MANIFEST_BLOB_UNKNOWN")

@@ -27,6 +27,8 @@ from v2client import (
 )
 
 SBOM_TYPE = "application/vnd.example.sbom.v1"
+# What docker/containerd send when pulling.
+ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
 
 
 def build_oci_image(client: httpx.Client, repo: str) -> Manifest:
@@ -73,7 +75,7 @@ BUILDERS: dict[str, Callable[[httpx.Client, str], Manifest]] = {
 
 
 def assert_pulls(client: httpx.Client, repo: str, reference: str, manifest: Manifest) -> None:
-    response = client.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": "*/*"})
+    response = client.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": ACCEPT})
     assert response.status_code == 200, response.text
     assert response.content == manifest.data
     assert response.headers["Content-Type"] == manifest.media_type

@@ -14,6 +14,8 @@ from v2client import (
     location,
     patch_chunk,
     push_blob,
+    push_image,
+    put_manifest,
     random_bytes,
     start_upload,
     unique,
@@ -182,3 +184,26 @@ def test_racing_patches_of_one_upload_stay_consistent(
         pulled = http.get(f"/v2/{repo}/blobs/{digest}")
         assert pulled.status_code == 200
         assert digest_of(pulled.content) == digest, "stored bytes do not match their digest"
+
+
+def test_concurrent_manifest_pushes(api_server: RegistryServer, repo: str) -> None:
+    with api_server.client() as http:
+        image = push_image(http, repo, seed=23)
+    manifest = image.manifest
+
+    def put(index: int) -> tuple[int, str]:
+        with api_server.client(timeout=60.0) as racer:
+            tag = "same" if index % 2 else f"t{index}"
+            reference = manifest.digest if index % 5 == 0 else tag
+            response = put_manifest(racer, repo, reference, manifest)
+            return response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(put, range(30)))
+    assert all(status == 201 for status, _ in results), results
+    with api_server.client() as http:
+        tags = http.get(f"/v2/{repo}/tags/list").json()["tags"]
+        expected = {"same"} | {f"t{i}" for i in range(30) if i % 2 == 0 and i % 5}
+        assert set(tags) == expected
+        for tag in tags:
+            assert http.get(f"/v2/{repo}/manifests/{tag}").content == manifest.data
