@@ -110,3 +110,17 @@ def test_blob_invalid_digest(client: httpx.Client, repo: str, pushed: str) -> No
 def test_blob_invalid_name(client: httpx.Client, pushed: str) -> None:
     expect_error(client.get(f"/v2/Bad_Name/blobs/{pushed}"), 400, "NAME_INVALID")
     expect_error(client.get(f"/v2/a--/blobs/{pushed}"), 400, "NAME_INVALID")
+
+
+def test_knowing_a_digest_does_not_claim_the_blob(
+    client: httpx.Client, repo: str, pushed: str
+) -> None:
+    """Completing an upload with another repository's digest but without its bytes fails."""
+    other = unique("api/claimer")
+    response = client.post(f"/v2/{other}/blobs/uploads/", params={"digest": pushed})
+    expect_error(response, 400, "DIGEST_INVALID")
+    started = client.post(f"/v2/{other}/blobs/uploads/")
+    assert started.status_code == 202
+    url = httpx.URL(started.request.url.join(started.headers["Location"]))
+    expect_error(client.put(url.copy_merge_params({"digest": pushed})), 400, "DIGEST_INVALID")
+    expect_error(client.get(f"/v2/{other}/blobs/{pushed}"), 404, "BLOB_UNKNOWN")

@@ -96,6 +96,8 @@ def test_manifest_round_trip_by_tag(client: httpx.Client, repo: str, kind: str) 
     assert response.status_code == 201, response.text
     assert response.headers["Docker-Content-Digest"] == manifest.digest
     assert location(response).endswith(f"/v2/{repo}/manifests/{manifest.digest}")
+    # OCI-Subject answers only a manifest with a subject.
+    assert ("OCI-Subject" in response.headers) == (kind == "artifact")
     assert_pulls(client, repo, "v1", manifest)
     assert_pulls(client, repo, manifest.digest, manifest)
 
