@@ -184,6 +184,10 @@ class UploadSession(Base):
     hash_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # One request at a time may write an upload: it holds this lease (renewed
+    # while it streams); a crashed holder's lease simply expires.
+    lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index("ix_upload_sessions_updated_at", "updated_at"),)
 

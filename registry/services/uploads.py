@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -67,11 +68,30 @@ _INSERT_ROW = (
     " hash_algorithm, hash_state, created_at, updated_at)"
     " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
 )
-# Compare-and-set on size: a concurrent PATCH of the same upload loses.
+# Recorded only by the lease holder, and only over the size it started from.
 _UPDATE_ROW = (
     "UPDATE upload_sessions SET driver_state = :state, size = :size, hash_state = :hash,"
-    " updated_at = :now WHERE id = :id AND size = :start"
+    " updated_at = :now, lease_token = NULL, lease_expires_at = NULL"
+    " WHERE id = :id AND size = :start AND lease_token = :lease"
 )
+_TAKE_LEASE = (
+    "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = :expires"
+    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < :now)"
+)
+_RENEW_LEASE = (
+    "UPDATE upload_sessions SET lease_expires_at = :expires WHERE id = :id AND lease_token = :lease"
+)
+_RELEASE_LEASE = (
+    "UPDATE upload_sessions SET lease_token = NULL, lease_expires_at = NULL"
+    " WHERE id = :id AND lease_token = :lease"
+)
+# Ending a session claims its row first: no other request may be writing it.
+_CLAIM_ROW = (
+    "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
+    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < :now)"
+)
+LEASE_SECONDS = 120.0
+RENEW_EVERY = 20.0
 _LINK = (
     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at)"
     " VALUES (:repo, :digest, :now) ON CONFLICT DO NOTHING"
@@ -83,6 +103,23 @@ _RECORD_BLOB = (
 
 
 _BLOB_EXISTS = "SELECT 1 FROM blobs WHERE digest = :digest"
+
+
+def _busy(upload_id: str, repository: str, size: int) -> RegistryError:
+    return RegistryError(
+        RANGE_INVALID,
+        "another request is writing this upload",
+        detail={"upload": upload_id},
+        headers={
+            "Range": f"0-{max(size - 1, 0)}",
+            "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
+            "Docker-Upload-UUID": upload_id,
+        },
+    )
+
+
+def _expiry(tx: RawTx, seconds: float = LEASE_SECONDS) -> object:
+    return tx.timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
 
 
 def _unavailable(exc: StorageError) -> RegistryError:
@@ -115,6 +152,7 @@ class Appender:
         *,
         recorded: bool,
         initial_state: UploadState | None = None,
+        lease: str | None = None,
     ) -> None:
         self._service = service
         self.upload_id = upload_id
@@ -126,8 +164,22 @@ class Appender:
         # A direct (single-request) upload has no row to update.
         self.recorded = recorded
         self._initial_state = initial_state
+        self.lease = lease
+        self._renewed_at = time.monotonic()
+
+    def _renew(self) -> None:
+        """Keep the lease while streaming; losing it means another writer may start."""
+        self._renewed_at = time.monotonic()
+        with self._service.db.raw_transaction() as tx:
+            kept = tx.run(
+                _RENEW_LEASE, {"expires": _expiry(tx), "id": self.upload_id, "lease": self.lease}
+            )
+        if not kept:
+            raise _busy(self.upload_id, self.repository, self.start)
 
     def write(self, data: bytes) -> None:
+        if self.lease is not None and time.monotonic() - self._renewed_at > RENEW_EVERY:
+            self._renew()
         if self.hasher is not None:
             self.hasher.update(data)
         try:
@@ -139,6 +191,9 @@ class Appender:
     def abandon(self) -> None:
         with contextlib.suppress(StorageError):
             self._writer.abandon()
+        if self.lease is not None:
+            with contextlib.suppress(Exception), self._service.db.raw_transaction() as tx:
+                tx.run(_RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
         if not self.recorded and self._initial_state is not None:
             # Nothing refers to a direct upload: drop its bytes now.
             with contextlib.suppress(StorageError):
@@ -164,14 +219,11 @@ class Appender:
                     "now": tx.timestamp(),
                     "id": self.upload_id,
                     "start": self.start,
+                    "lease": self.lease,
                 },
             )
         if not changed:
-            raise RegistryError(
-                RANGE_INVALID,
-                "the upload was modified concurrently",
-                detail={"upload": self.upload_id},
-            )
+            raise _busy(self.upload_id, self.repository, self.start)
         return UploadStatus(self.upload_id, self.repository, state.size)
 
 
@@ -257,16 +309,29 @@ class UploadService:
                     "Docker-Upload-UUID": row.id,
                 },
             )
+        lease = uuid.uuid4().hex
+        with self.db.raw_transaction() as tx:
+            taken = tx.run(
+                _TAKE_LEASE,
+                {"lease": lease, "expires": _expiry(tx), "id": row.id, "size": row.size,
+                 "now": tx.timestamp()},
+            )  # fmt: skip
+        if not taken:
+            raise _busy(row.id, repository, row.size)
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
         try:
             writer = self.driver.resume_upload(row.state)
-        except UploadStateInvalid as exc:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-        except StorageError as exc:
+        except (UploadStateInvalid, StorageError) as exc:
+            with self.db.raw_transaction() as tx:
+                tx.run(_RELEASE_LEASE, {"id": row.id, "lease": lease})
+            if isinstance(exc, UploadStateInvalid):
+                raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
             raise _unavailable(exc) from exc
-        return Appender(self, row.id, repository, row.size, writer, hasher, recorded=True)
+        return Appender(
+            self, row.id, repository, row.size, writer, hasher, recorded=True, lease=lease
+        )
 
     def _rehash(self, state: UploadState, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
@@ -286,7 +351,9 @@ class UploadService:
             actual = new_hasher(digest.algorithm, row.hash_state).hexdigest()
         else:  # no saved state for this algorithm: hash what storage holds
             actual = self._rehash(row.state, digest.algorithm)
-        return self._commit(repository, row.id, row.state, actual, digest, recorded=True)
+        return self._commit(
+            repository, row.id, row.state, actual, digest, recorded=True, lease=None
+        )
 
     def complete_appender(self, appender: Appender, digest: Digest) -> BlobInfo:
         """Finish an upload whose last bytes this request just wrote.
@@ -306,6 +373,8 @@ class UploadService:
             actual,
             digest,
             recorded=appender.recorded,
+            lease=appender.lease,
+            recorded_size=appender.start,
         )
 
     def _commit(
@@ -317,9 +386,14 @@ class UploadService:
         digest: Digest,
         *,
         recorded: bool,
+        lease: str | None,
+        recorded_size: int | None = None,
     ) -> BlobInfo:
+        if recorded:
+            size = state.size if recorded_size is None else recorded_size
+            self._claim(repository, upload_id, size, lease)
         if actual_hex != digest.hex:
-            self._discard(upload_id, state, recorded)
+            self._discard(upload_id, state, recorded=False)
             raise RegistryError(
                 DIGEST_INVALID,
                 "provided digest did not match uploaded content",
@@ -334,8 +408,6 @@ class UploadService:
                 existing = _blob_row(tx, digest_text)
                 if existing is not None:
                     link_blob_raw(tx, repository, digest_text, tx.timestamp())
-                    if recorded:
-                        tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
         if existing is not None:
             with contextlib.suppress(StorageError):
                 self.driver.abort_upload(state)
@@ -355,13 +427,24 @@ class UploadService:
             recorded_row = _blob_row(tx, digest_text)
             assert recorded_row is not None
             link_blob_raw(tx, repository, digest_text, now)
-            if recorded:
-                tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
         if recorded_row[1] != key:
             # Another upload of the same content won the race; ours is redundant.
             with contextlib.suppress(StorageError):
                 self.driver.delete(key)
         return BlobInfo(digest_text, recorded_row[0], recorded_row[1])
+
+    def _claim(self, repository: str, upload_id: str, size: int, lease: str | None) -> None:
+        """End the session row before touching storage, unless another request writes it.
+
+        A crash after this leaves only orphaned upload bytes, which GC purges.
+        """
+        with self.db.raw_transaction() as tx:
+            claimed = tx.run(
+                _CLAIM_ROW,
+                {"id": upload_id, "size": size, "lease": lease, "now": tx.timestamp()},
+            )
+        if not claimed:
+            raise _busy(upload_id, repository, size)
 
     def cancel(self, repository: str, upload_id: str, subject: str | None) -> None:
         row = self._load(repository, upload_id, subject)
