@@ -1,0 +1,159 @@
+"""HTTP client and output helpers for the admin commands (``lading repo``, ``tag``, ...).
+
+They talk to a running server's ``/admin/v1/`` API. Credentials: ``LADING_ADMIN_TOKEN``
+(bearer), else ``LADING_USERNAME`` + ``LADING_PASSWORD`` (basic), else the YAML file of
+``--admin-config`` / ``LADING_ADMIN_CONFIG`` / ``~/.config/lading/admin.yaml`` with keys
+``url``, ``token``, ``username``, ``password``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import yaml
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+API = "/admin/v1"
+
+
+class AdminCliError(Exception):
+    """Shown to the user as ``lading: <message>``; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help=f"server URL (LADING_URL, default {DEFAULT_URL})")
+    parser.add_argument("--admin-config", help="YAML file with url/token/username/password")
+    parser.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="output format"
+    )
+
+
+def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.admin_config or os.environ.get("LADING_ADMIN_CONFIG")
+    candidate = Path(path) if path else Path.home() / ".config" / "lading" / "admin.yaml"
+    if not candidate.exists():
+        if path:
+            raise AdminCliError(f"admin config file {path} does not exist", 2)
+        return {}
+    try:
+        loaded = yaml.safe_load(candidate.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AdminCliError(f"cannot read {candidate}: {exc}", 2) from exc
+    if not isinstance(loaded, dict):
+        raise AdminCliError(f"{candidate} must hold a mapping", 2)
+    return loaded
+
+
+class AdminClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        conf = _file_settings(args)
+        url = args.url or os.environ.get("LADING_URL") or conf.get("url") or DEFAULT_URL
+        headers: dict[str, str] = {}
+        auth: httpx.BasicAuth | None = None
+        token = os.environ.get("LADING_ADMIN_TOKEN") or conf.get("token")
+        username = os.environ.get("LADING_USERNAME") or conf.get("username")
+        password = os.environ.get("LADING_PASSWORD") or conf.get("password")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif username and password:
+            auth = httpx.BasicAuth(str(username), str(password))
+        self.http = httpx.Client(
+            base_url=str(url).rstrip("/"), headers=headers, auth=auth, timeout=600.0
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, API + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise AdminCliError(f"cannot reach {self.http.base_url}: {exc}", 2) from exc
+        if response.status_code >= 400:
+            raise AdminCliError(_error_text(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean)
+
+    def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list."""
+        cursor: str | None = None
+        while True:
+            page = self.get(path, cursor=cursor, **params)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        errors = response.json()["errors"]
+        first = errors[0]
+        text = f"{first['code']}: {first['message']}"
+    except (ValueError, KeyError, IndexError, TypeError):
+        text = response.text[:300]
+    return f"{response.status_code} {text}"
+
+
+def repo_path(name: str) -> str:
+    """A repository name in an admin URL (slashes stay; ``/-/`` ends the name)."""
+    return "/repositories/" + quote(name, safe="/")
+
+
+def split_reference(text: str) -> tuple[str, str]:
+    """``repo:tag`` or ``repo@digest`` -> (repo, tag-or-digest)."""
+    if "@" in text:
+        name, _, digest = text.partition("@")
+        return name, digest
+    name, sep, tag = text.rpartition(":")
+    if not sep or "/" in tag:
+        raise AdminCliError(f"expected REPO:TAG or REPO@DIGEST, not {text!r}", 2)
+    return name, tag
+
+
+def human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def emit(args: argparse.Namespace, data: Any, table: Sequence[Sequence[str]] | None) -> None:
+    """JSON for scripts, else an aligned table (first row is the header)."""
+    if args.output == "json" or table is None:
+        print(json.dumps(data, indent=2))
+        return
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def progress(message: str, *, done: bool = False) -> None:
+    """One updating line on stderr (only when it is a terminal: logs stay clean)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K" + message + ("\n" if done else ""))
+    elif done:
+        sys.stderr.write(message + "\n")
+    sys.stderr.flush()
