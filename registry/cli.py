@@ -7,11 +7,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from registry.commands import fsck, gc, migrate, serve, users
+from registry.commands import admin_cli, fsck, gc, migrate, serve, users
 from registry.settings import SettingsError
 
 # Each module adds its own subcommand(s).
-COMMAND_MODULES = [serve, migrate, gc, fsck, users]
+COMMAND_MODULES = [serve, migrate, gc, fsck, users, admin_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
