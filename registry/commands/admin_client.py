@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -69,6 +70,8 @@ class AdminClient:
             headers["Authorization"] = f"Bearer {token}"
         elif username and password:
             auth = httpx.BasicAuth(str(username), str(password))
+        # Request lines would drown the output; errors are reported by us.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.http = httpx.Client(
             base_url=str(url).rstrip("/"), headers=headers, auth=auth, timeout=600.0
         )
