@@ -168,14 +168,23 @@ class BlobRoutes:
     async def _mount_or_start(
         self, request: Request, name: str, mount: str, source: str | None
     ) -> Response:
-        digest = parse_digest(mount)
-        needed = [AccessRequest("repository", name, ("pull", "push"))]
-        if source is not None:
-            check_name(source)
-            needed.append(AccessRequest("repository", source, ("pull",)))
-        principal = await self.access.authorize(request, needed[:1])
+        digest: Digest | None = None
+        try:
+            digest = parse_digest(mount)
+            if source is not None:
+                check_name(source)
+        except RegistryError:
+            # Spec: a mount with invalid repository or digest arguments falls back to an upload.
+            digest = None
+        principal = await self.access.authorize(
+            request, [AccessRequest("repository", name, ("pull", "push"))]
+        )
         # A mount needs pull on the source; without it, fall back to an upload.
-        if source is not None and principal.may("repository", source, "pull"):
+        if (
+            digest is not None
+            and source is not None
+            and principal.may("repository", source, "pull")
+        ):
             info = await to_thread.run_sync(self.blobs.mount, name, source, digest)
             if info is not None:
                 return Response(status_code=201, headers=_created_headers(name, info))
