@@ -207,3 +207,24 @@ def test_concurrent_manifest_pushes(api_server: RegistryServer, repo: str) -> No
         assert set(tags) == expected
         for tag in tags:
             assert http.get(f"/v2/{repo}/manifests/{tag}").content == manifest.data
+
+
+@pytest.mark.parametrize(
+    ("digest", "source"),
+    [
+        ("sha256:nothex", "api/src"),
+        ("not-a-digest", "api/src"),
+        ("VALID", "Not/A/Name"),
+        ("VALID", ".."),
+    ],
+)
+def test_mount_with_invalid_arguments_falls_back_to_upload(
+    client: httpx.Client, repo: str, digest: str, source: str
+) -> None:
+    """Spec: "If a mount fails due to invalid repository or digest arguments, the registry
+    will fall back to the standard upload behavior and return a 202 Accepted"."""
+    if digest == "VALID":
+        digest = push_blob(client, repo, b"a real blob for an invalid source name")
+    response = mount(client, repo, digest, source)
+    assert response.status_code == 202, response.text
+    assert client.get(location(response)).status_code == 204
