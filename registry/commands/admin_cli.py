@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
         except AdminCliError as exc:
             print(f"lading: {exc}", file=sys.stderr)
             return exc.code
+        except BrokenPipeError:
+            # Output piped into `head` and the like: stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
     return run
