@@ -56,7 +56,7 @@ class Params:
     skopeo_layer_mib: int = 8
     docker_layers: int = 4
     docker_layer_mib: int = 16
-    budget_s: int = 420  # per server
+    budget_s: int = 420  # per server, added up over the servers
 
 
 QUICK = Params(
@@ -147,48 +147,56 @@ def run_workload(name: str, server: Server, p: Params, fx: Fixtures) -> dict[str
     raise ValueError(name)
 
 
-def bench_server(
-    label: str,
-    start: Callable[[], Server],
+def bench_all(
+    targets: list[tuple[str, Callable[[], Server]]],
     selected: list[str],
     p: Params,
     fx: Fixtures,
     results: report.Results,
     save: Callable[[], None],
 ) -> None:
-    results[label] = {}
-    load = results["meta"].setdefault("loadavg", {})
-    load[label] = {"start": [round(x, 2) for x in os.getloadavg()]}
+    """Start every server, then run each workload on each server back to back.
+
+    Interleaving keeps the servers' results for one workload close in time, so a busy
+    moment on a shared machine hits them alike rather than one server's whole run.
+    """
+    servers: list[tuple[str, Server]] = []
     try:
-        server = start()
-    except (RuntimeError, OSError) as exc:
-        msg = str(exc).splitlines()[0][:300]
-        log(f"{label}: could not start: {msg}")
-        results[label] = {w: {"skipped": f"server did not start: {msg}"} for w in selected}
-        save()
-        return
-    log(f"{label}: up on {server.base} (pid {server.pid})")
-    deadline = time.monotonic() + p.budget_s
-    try:
-        for name in selected:
-            if time.monotonic() > deadline:
-                results[label][name] = {"skipped": "time budget exhausted"}
-                continue
-            t0 = time.perf_counter()
+        for label, start in targets:
+            results[label] = {}
             try:
-                res = run_workload(name, server, p, fx)
-            except Exception as exc:  # recorded; the run goes on
-                res = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            res["elapsed_s"] = round(time.perf_counter() - t0, 2)
-            results[label][name] = res
-            shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}
-            log(f"{label}/{name}: {shown}")
-            save()
+                server = start()
+            except (RuntimeError, OSError) as exc:
+                msg = str(exc).splitlines()[0][:300]
+                log(f"{label}: could not start: {msg}")
+                results[label] = {w: {"skipped": f"server did not start: {msg}"} for w in selected}
+                continue
+            servers.append((label, server))
+            log(f"{label}: up on {server.base} (pid {server.pid})")
+        save()
+        deadline = time.monotonic() + p.budget_s * max(1, len(servers))
+        for name in selected:
+            for label, server in servers:
+                if time.monotonic() > deadline:
+                    results[label][name] = {"skipped": "time budget exhausted"}
+                    continue
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                try:
+                    res = run_workload(name, server, p, fx)
+                except Exception as exc:  # recorded; the run goes on
+                    res = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                res["elapsed_s"] = round(time.perf_counter() - t0, 2)
+                res["host_load"] = round(max(load, os.getloadavg()[0]), 2)
+                results[label][name] = res
+                shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}
+                log(f"{label}/{name}: {shown}")
+                save()
     finally:
-        load[label]["end"] = [round(x, 2) for x in os.getloadavg()]
-        t0 = time.perf_counter()
-        server.stop()
-        log(f"{label}: stopped in {time.perf_counter() - t0:.1f}s")
+        for label, server in servers:
+            t0 = time.perf_counter()
+            server.stop()
+            log(f"{label}: stopped in {time.perf_counter() - t0:.1f}s")
 
 
 def machine_meta(args: argparse.Namespace, p: Params) -> dict[str, Any]:
@@ -306,9 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("lading-postgres", lambda: start_lading("lading-pg", pg_env))
                     )
         fx = Fixtures(p, selected, tmp)
-        bench_server("reference", start_reference, selected, p, fx, results, save)
-        for label, start in candidates:
-            bench_server(label, start, selected, p, fx, results, save)
+        bench_all([("reference", start_reference), *candidates], selected, p, fx, results, save)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         return 130

@@ -179,6 +179,7 @@ class ProcSampler:
     interval: float = 0.05
     peak_rss: int = 0
     base_rss: int = 0
+    peak_proc_rss: int = 0  # largest single process (e.g. one uvicorn worker)
     samples: int = 0
     cpu_seconds: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -196,7 +197,9 @@ class ProcSampler:
         total = 0
         for proc in self._tree():
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
+                total += rss
+                self.peak_proc_rss = max(self.peak_proc_rss, rss)
                 t = proc.cpu_times()
                 self._cpu[proc.pid] = t.user + t.system + t.children_user + t.children_system
         self.peak_rss = max(self.peak_rss, total)

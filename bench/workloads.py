@@ -169,6 +169,7 @@ def big_blobs(
         out["push_chunked_mbs"] = blob_c.size / MiB / c.wall
     out["peak_rss_mib"] = mem.peak_rss / MiB
     out["idle_rss_mib"] = mem.base_rss / MiB
+    out["peak_rss_one_process_mib"] = mem.peak_proc_rss / MiB
     out["server_cpu_s"] = mem.cpu_seconds
     out["rss_samples"] = mem.samples
     with ClientCpu() as c:
