@@ -224,8 +224,9 @@ class BlobRoutes:
         has_body = (length or 0) > 0 or "chunked" in request.headers.get("transfer-encoding", "")
         if has_body:
             # The final chunk may carry Content-Range: an out-of-order one is 416, not appended.
-            appender = await self._open_appender(request, status.repository, status.id, principal,
-                                                 chunked=True)  # fmt: skip
+            appender = await self._open_appender(
+                request, status.repository, status.id, principal, chunked=True, final=True
+            )
             try:
                 await pump_into(request, appender, length)
                 info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
@@ -239,7 +240,14 @@ class BlobRoutes:
         return Response(status_code=201, headers=_created_headers(status.repository, info))
 
     async def _open_appender(
-        self, request: Request, name: str, upload_id: str, principal: Principal, *, chunked: bool
+        self,
+        request: Request,
+        name: str,
+        upload_id: str,
+        principal: Principal,
+        *,
+        chunked: bool,
+        final: bool = False,
     ) -> Appender:
         start: int | None = None
         content_range = request.headers.get("content-range")
@@ -254,7 +262,7 @@ class BlobRoutes:
             if expected is not None and expected != end - start + 1:
                 raise RegistryError(SIZE_INVALID, "Content-Length does not match Content-Range")
         return await to_thread.run_sync(
-            self.uploads.open_append, name, upload_id, principal.subject, start
+            self.uploads.open_append, name, upload_id, principal.subject, start, final
         )
 
     async def _append(

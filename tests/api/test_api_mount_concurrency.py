@@ -147,12 +147,6 @@ def test_parallel_chunked_uploads_do_not_mix(
             assert http.get(f"/v2/{repo}/blobs/{digest}").content == data
 
 
-@pytest.mark.xfail(
-    reason="known bug: racing PATCHes at one offset write the same upload file at once; the "
-    "winner's saved hash no longer matches the bytes, and the blob is committed under a digest "
-    "its content does not have (see the tests/api report)",
-    strict=False,
-)
 def test_racing_patches_of_one_upload_stay_consistent(
     api_server: RegistryServer, repo: str
 ) -> None:
