@@ -101,6 +101,8 @@ class Metrics:
         self.gc_manifests_deleted = Counter(
             "lading_gc_manifests_deleted", "Manifests deleted by GC.", registry=reg
         )
+        for outcome in ("ok", "error"):
+            self.gc_runs.labels(outcome)  # exported as 0 before the first run
         # labels() takes a lock and builds a tuple; cache the children per label set.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._byte_children: dict[str, tuple[Any, Any]] = {}

