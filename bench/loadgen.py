@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,6 +14,16 @@ WRK_LUA = """\
 wrk.method = "GET"
 wrk.headers["Accept"] = "{accept}"
 """
+
+
+def _run(cmd: list[str], seconds: int) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a load tool; also return its CPU use as a share of one core over the run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc, cpu / max(seconds, 1)
+
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -65,10 +76,10 @@ def wrk(
             str(script),
             url,
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        proc, client_cpu = _run(cmd, seconds)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {proc.stderr or proc.stdout}")
-    return parse_wrk(proc.stdout)
+    return {**parse_wrk(proc.stdout), "client_cpu": round(client_cpu, 2)}
 
 
 def parse_hey(out: str) -> dict[str, float]:
@@ -109,7 +120,7 @@ def hey(
         f"Accept: {accept}",
         url,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    proc, client_cpu = _run(cmd, seconds)
     if proc.returncode != 0:
         raise RuntimeError(f"hey failed: {proc.stderr or proc.stdout}")
-    return parse_hey(proc.stdout)
+    return {**parse_hey(proc.stdout), "client_cpu": round(client_cpu, 2)}
