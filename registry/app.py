@@ -149,6 +149,7 @@ def start_gc_worker(components: Components) -> GcWorker | None:
         components.driver,
         review_delay=settings.gc_review_delay,
         upload_purge_after=settings.upload_purge_after_hours * 3600,
+        batch_size=settings.gc_batch_size,
     )
     worker = GcWorker(collector, settings.gc_interval_seconds)
     worker.start()
