@@ -57,6 +57,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             review_delay=settings.gc_review_delay if args.delay is None else args.delay,
             upload_purge_after=settings.upload_purge_after_hours * 3600,
             task_pause=float(os.environ.get(TASK_PAUSE_ENV, "0") or 0),
+            batch_size=args.batch_size or settings.gc_batch_size,
         )
         bar = ProgressBar() if not args.quiet else None
         try:
@@ -106,6 +107,9 @@ def register(sub: Any) -> None:
         "--delay", type=float, default=None, help="grace seconds (default gc_review_delay)"
     )
     gc.add_argument("--quiet", action="store_true", help="no progress bar")
+    gc.add_argument(
+        "--batch-size", type=int, default=None, help="reviews per transaction (gc_batch_size)"
+    )
     gc.add_argument("--data-dir", default=None)
     gc.add_argument("--config", dest="config", default=argparse.SUPPRESS)
     gc.set_defaults(func=cmd_gc)

@@ -37,7 +37,16 @@ def test_gc_killed_mid_run_then_rerun_is_consistent(
     # Slow each deletion down so the kill lands between commits and byte deletions.
     full_env = {**os.environ, **server.extra_env, "LADING_GC_TEST_TASK_PAUSE": "0.1"}
     proc = subprocess.Popen(
-        [*lading_command(), "gc", "--delay", "0", "--data-dir", str(server.data_dir)],
+        [
+            *lading_command(),
+            "gc",
+            "--delay",
+            "0",
+            "--batch-size",
+            "1",
+            "--data-dir",
+            str(server.data_dir),
+        ],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,0 +1,138 @@
+"""Time one full online-GC pass over 10,000 manifests and 50,000 blobs per database.
+
+Rows are inserted directly (the review triggers still fire, as on a real push),
+every manifest is untagged and every review due (delay 0), so the pass deletes
+everything: 10k manifest reviews, then 50k blob reviews, one transaction each.
+Storage keys point at no bytes, so the numbers are the database side of GC
+(byte deletion adds one driver delete per object).
+
+    .venv/bin/python -m bench.gc_bench [--scale 0.1] [--databases sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from registry.db import migrate
+from registry.db.engine import Database
+from registry.services.gc import GarbageCollector
+from storage.filesystem import FilesystemDriver
+
+BLOBS_PER_MANIFEST = 5
+REPOSITORIES = 20
+
+
+def _database_url(kind: str, workdir: Path) -> str:
+    if kind == "postgres":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from support.postgres import fresh_database_url
+
+        return fresh_database_url()
+    return f"sqlite:///{workdir / 'bench.db'}"
+
+
+def populate(db: Database, manifests: int, blobs: int) -> None:
+    now = "2026-01-01 00:00:00" if db.is_sqlite else "2026-01-01T00:00:00+00:00"
+    with db.transaction() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO repositories (id, name, created_at) VALUES (?, ?, ?)"
+            if db.is_sqlite
+            else "INSERT INTO repositories (id, name, created_at) VALUES (%s, %s, %s)",
+            [(r + 1, f"bench/repo{r}", now) for r in range(REPOSITORIES)],
+        )
+    mark = "?" if db.is_sqlite else "%s"
+
+    def insert(sql: str, rows: list[tuple[object, ...]]) -> None:
+        with db.transaction() as conn:
+            conn.exec_driver_sql(sql.replace("?", mark), rows)
+
+    insert(
+        "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (?, ?, ?, ?)",
+        [
+            (f"sha256:{b:064x}", 1000 + b, f"blobs/sha256/{b % 256:02x}/{b:064x}.x", now)
+            for b in range(blobs)
+        ],
+    )
+    insert(
+        "INSERT INTO repository_blobs (repository_id, blob_digest, created_at) VALUES (?, ?, ?)",
+        [((b % REPOSITORIES) + 1, f"sha256:{b:064x}", now) for b in range(blobs)],
+    )
+    insert(
+        "INSERT INTO manifests (id, repository_id, digest, media_type, size, storage_key,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                m + 1,
+                (m % REPOSITORIES) + 1,
+                f"sha256:{m:064x}",
+                "application/json",
+                500,
+                f"manifests/sha256/{m % 256:02x}/{m:064x}.x",
+                now,
+            )
+            for m in range(manifests)
+        ],
+    )
+    # Manifest m references blobs of its own repository (blob b lives in b % REPOSITORIES).
+    refs = []
+    for m in range(manifests):
+        for k in range(BLOBS_PER_MANIFEST):
+            b = (m + k * manifests) % blobs
+            b -= (b % REPOSITORIES) - (m % REPOSITORIES)
+            if 0 <= b < blobs:
+                refs.append((m + 1, f"sha256:{b:064x}"))
+    insert("INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (?, ?)", sorted(set(refs)))
+
+
+def bench(kind: str, manifests: int, blobs: int, batch: int) -> tuple[float, float, int, int]:
+    with tempfile.TemporaryDirectory(prefix="gc-bench-") as tmp:
+        workdir = Path(tmp)
+        db = Database(_database_url(kind, workdir))
+        try:
+            migrate.upgrade(db)
+            started = time.perf_counter()
+            populate(db, manifests, blobs)
+            setup = time.perf_counter() - started
+            collector = GarbageCollector(
+                db,
+                FilesystemDriver(workdir / "storage"),
+                review_delay=0,
+                upload_purge_after=86400,
+                batch_size=batch,
+            )
+            started = time.perf_counter()
+            report = collector.run(trigger="bench")
+            elapsed = time.perf_counter() - started
+            return setup, elapsed, report.manifests_deleted, report.blobs_deleted
+        finally:
+            db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--batches", default="1,20", help="reviews per transaction to try")
+    args = parser.parse_args()
+    manifests, blobs = int(10_000 * args.scale), int(50_000 * args.scale)
+    print(
+        f"{'database':<10} {'manifests':>9} {'blobs':>7} {'setup s':>8} {'gc s':>8}"
+        f" {'reviews/s':>10}"
+    )
+    for kind in args.databases.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            setup, elapsed, gone_m, gone_b = bench(kind, manifests, blobs, batch)
+            rate = (gone_m + gone_b) / elapsed if elapsed else 0.0
+            print(
+                f"{kind:<10} {batch:>5} {gone_m:>9} {gone_b:>7} {setup:>8.1f}"
+                f" {elapsed:>8.1f} {rate:>10.0f}"
+            )
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
