@@ -128,9 +128,9 @@ class RepositoryOut(BaseModel):
     last_push_at: dt.datetime | None
     tag_count: int
     manifest_count: int
-    size_bytes: int = Field(description="Manifest bytes plus every blob its manifests use.")
-    exclusive_bytes: int = Field(description="Blob bytes no other repository uses.")
-    shared_bytes: int = Field(description="Blob bytes other repositories use too.")
+    size_bytes: int = Field(description="Manifest bytes plus every blob it links or references.")
+    exclusive_bytes: int = Field(description="Blob bytes no other repository holds.")
+    shared_bytes: int = Field(description="Blob bytes other repositories hold too.")
     manifest_bytes: int
 
 
