@@ -60,6 +60,7 @@ class DoomedTag:
     name: str
     digest: str
     pushed_at: dt.datetime
+    manifest_id: int
 
 
 @dataclass(slots=True)
@@ -242,7 +243,9 @@ class RetentionService:
             plan = RepositoryPlan(name, [p.name for p in matching])
             for tag in contents.tags:
                 if tag.name in gone:
-                    plan.tags.append(DoomedTag(tag.name, tag.manifest.digest, tag.updated_at))
+                    plan.tags.append(
+                        DoomedTag(tag.name, tag.manifest.digest, tag.updated_at, tag.manifest.id)
+                    )
             for m in manifests:
                 plan.manifests.append(
                     DoomedManifest(m.id, m.digest, m.media_type, m.manifest_size, m.storage_key)
@@ -312,8 +315,13 @@ class RetentionService:
             if repo_id is None:
                 continue
             for tag in repo_plan.tags:
+                # A tag moved to another manifest since the plan was made stays.
                 session.execute(
-                    delete(Tag).where(Tag.repository_id == repo_id, Tag.name == tag.name)
+                    delete(Tag).where(
+                        Tag.repository_id == repo_id,
+                        Tag.name == tag.name,
+                        Tag.manifest_id == tag.manifest_id,
+                    )
                 )
             for manifest in repo_plan.manifests:
                 # A tag pushed onto it since the plan was made keeps it.
