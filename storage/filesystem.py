@@ -85,11 +85,11 @@ def _retry_dir_race(root: Path, path: Path, action: Callable[[], _T]) -> _T:
     between mkdir and ``action``; retry a few times.
     """
     for attempt in range(_DIR_RACE_RETRIES):
-        _make_dirs(path.parent, root)
         try:
+            _make_dirs(path.parent, root)
             return action()
         except FileNotFoundError:
-            if attempt == _DIR_RACE_RETRIES - 1 or path.parent.is_dir():
+            if attempt == _DIR_RACE_RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
 
