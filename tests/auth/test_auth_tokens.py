@@ -72,8 +72,9 @@ def test_empty_access_token_is_valid(key: SigningKey, verifier: TokenVerifier) -
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
-        ({"exp": int(time.time()) - 60}, "expired"),
-        ({"nbf": int(time.time()) + 120}, "not yet valid"),
+        # Times are offsets from when the test runs, not from collection time.
+        ({"exp": -60}, "expired"),
+        ({"nbf": 120}, "not yet valid"),
         ({"aud": "other-service"}, "another service"),
         ({"iss": "someone-else"}, "untrusted issuer"),
     ],
@@ -81,6 +82,8 @@ def test_empty_access_token_is_valid(key: SigningKey, verifier: TokenVerifier) -
 def test_claim_checks(
     key: SigningKey, verifier: TokenVerifier, claims: dict[str, Any], reason: str
 ) -> None:
+    now = int(time.time())
+    claims = {k: now + v if k in ("exp", "nbf") else v for k, v in claims.items()}
     with pytest.raises(InvalidToken, match=reason):
         verifier.verify(_sign(key, _claims(**claims)))
 
