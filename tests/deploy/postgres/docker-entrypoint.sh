@@ -18,6 +18,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pwfile=$(mktemp)
     printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
     initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
+        --encoding=UTF8 --locale=C.UTF-8 \
         --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"

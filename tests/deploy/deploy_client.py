@@ -1,0 +1,145 @@
+"""A small registry API client for the deployment tests (token auth aware).
+
+Every call may go to a different replica: ``alternating_upload`` sends each request of one
+chunked upload to the next client in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import httpx
+
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+class RegistryClient:
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=120.0)
+        self.credentials = (username, password)
+        self._tokens: dict[str, str] = {}
+
+    def auth_enabled(self) -> bool:
+        return self.http.get("/v2/").status_code == 401
+
+    def _token(self, challenge: str, scope: str) -> str:
+        params = dict(_CHALLENGE.findall(challenge))
+        query = {"service": params.get("service", ""), "scope": scope}
+        response = httpx.get(params["realm"], params=query, auth=self.credentials, timeout=60)
+        response.raise_for_status()
+        body = response.json()
+        return str(body.get("token") or body["access_token"])
+
+    def request(self, method: str, path: str, scope: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if scope in self._tokens:
+            headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code == 401 and "Bearer" in response.headers.get("WWW-Authenticate", ""):
+            self._tokens[scope] = self._token(response.headers["WWW-Authenticate"], scope)
+            headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+            response = self.http.request(method, path, headers=headers, **kwargs)
+        return response
+
+    def tags(self, name: str) -> list[str]:
+        response = self.request("GET", f"/v2/{name}/tags/list", f"repository:{name}:pull")
+        response.raise_for_status()
+        return sorted(response.json().get("tags") or [])
+
+    def delete_tag(self, name: str, tag: str) -> None:
+        response = self.request(
+            "DELETE", f"/v2/{name}/manifests/{tag}", f"repository:{name}:delete"
+        )
+        assert response.status_code == 202, response.text
+
+    def push_blob(self, name: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        scope = f"repository:{name}:pull,push"
+        start = self.request("POST", f"/v2/{name}/blobs/uploads/", scope)
+        assert start.status_code == 202, start.text
+        done = self.request(
+            "PUT",
+            start.headers["Location"],
+            scope,
+            params={"digest": digest},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert done.status_code == 201, done.text
+        return digest
+
+    def get_blob(self, name: str, digest: str) -> bytes:
+        response = self.request("GET", f"/v2/{name}/blobs/{digest}", f"repository:{name}:pull")
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def put_manifest(self, name: str, tag: str, manifest: dict[str, Any]) -> None:
+        body = json.dumps(manifest).encode()
+        response = self.request(
+            "PUT",
+            f"/v2/{name}/manifests/{tag}",
+            f"repository:{name}:pull,push",
+            content=body,
+            headers={"Content-Type": MANIFEST_TYPE},
+        )
+        assert response.status_code == 201, response.text
+
+    def get_manifest(self, name: str, tag: str) -> dict[str, Any]:
+        response = self.request(
+            "GET",
+            f"/v2/{name}/manifests/{tag}",
+            f"repository:{name}:pull",
+            headers={"Accept": MANIFEST_TYPE},
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    @staticmethod
+    def alternating_upload(
+        clients: list[RegistryClient], name: str, chunks: list[bytes], digest: str
+    ) -> list[str]:
+        """POST, each PATCH and the final PUT each go to the next replica; returns their URLs."""
+        scope = f"repository:{name}:pull,push"
+        served: list[str] = []
+        turn = 0
+
+        def next_client() -> RegistryClient:
+            nonlocal turn
+            client = clients[turn % len(clients)]
+            turn += 1
+            served.append(client.url)
+            return client
+
+        start = next_client().request("POST", f"/v2/{name}/blobs/uploads/", scope)
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        offset = 0
+        for chunk in chunks:
+            client = next_client()
+            status = client.request("GET", location, scope)
+            assert status.status_code == 204, status.text
+            expected = f"0-{offset - 1}" if offset else "0-0"
+            assert offset == 0 or status.headers["Range"] == expected
+            patch = client.request(
+                "PATCH",
+                location,
+                scope,
+                content=chunk,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                },
+            )
+            assert patch.status_code == 202, patch.text
+            offset += len(chunk)
+            assert patch.headers["Range"] == f"0-{offset - 1}"
+            location = patch.headers["Location"]
+        done = next_client().request("PUT", location, scope, params={"digest": digest})
+        assert done.status_code == 201, done.text
+        return served

@@ -1,0 +1,107 @@
+"""Graceful shutdown: SIGTERM lets an in-flight PATCH finish; a PATCH cut off keeps the
+upload at its last acknowledged state, and the upload resumes on the next server."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from support.server import RegistryServer, start_lading
+
+ENV = {"LADING_WORKERS": "1", "LADING_SHUTDOWN_TIMEOUT": "3"}
+CHUNK = 512 * 1024
+
+
+def _open_patch(server: RegistryServer, location: str, offset: int, chunk: bytes) -> socket.socket:
+    """Send a PATCH's headers and the first half of its body; leave the rest unsent."""
+    path = urlsplit(location).path
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: {server.host_port}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Content-Range: {offset}-{offset + len(chunk) - 1}\r\n"
+        f"Content-Length: {len(chunk)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + chunk[: len(chunk) // 2])
+    time.sleep(0.5)  # let the server start consuming the body
+    return sock
+
+
+def _read_status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        more = sock.recv(4096)
+        if not more:
+            break
+        data += more
+    return int(data.split(b" ", 2)[1]) if data else 0
+
+
+def _wait_exit(server: RegistryServer, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while server.process.poll() is None:
+        assert time.monotonic() < deadline, "server did not exit after SIGTERM"
+        time.sleep(0.1)
+    return server.process.returncode
+
+
+def test_sigterm_mid_patch_then_resume(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (3 * CHUNK // 256)
+    chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+
+    server = start_lading(tmp_path, env=ENV)
+    with server.client() as client:
+        start = client.post("/v2/drain/app/blobs/uploads/")
+        assert start.status_code == 202
+        first = client.patch(
+            start.headers["Location"],
+            content=chunks[0],
+            headers={"Content-Range": f"0-{CHUNK - 1}"},
+        )
+        assert first.status_code == 202
+        location = first.headers["Location"]
+
+    # 1. SIGTERM while the second chunk is in flight: the server drains, the PATCH completes.
+    sock = _open_patch(server, location, CHUNK, chunks[1])
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    sock.sendall(chunks[1][CHUNK // 2 :])
+    assert _read_status(sock) == 202
+    sock.close()
+    # uvicorn re-raises SIGTERM after a clean shutdown, so -SIGTERM is a normal exit.
+    assert _wait_exit(server, 20) in (0, -signal.SIGTERM)
+
+    # 2. SIGTERM while the third chunk is stuck half-sent: after the shutdown timeout the
+    #    request is cancelled, and the upload keeps its acknowledged two chunks.
+    server = start_lading(tmp_path, env=ENV)
+    sock = _open_patch(server, location, 2 * CHUNK, chunks[2])
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    _wait_exit(server, 30)
+    assert time.monotonic() - started >= 2.5  # it waited for the in-flight request first
+    sock.close()
+
+    # 3. A new server resumes the upload from the last acknowledged byte.
+    server = start_lading(tmp_path, env=ENV)
+    try:
+        with server.client() as client:
+            status = client.get(location)
+            assert status.status_code == 204
+            assert status.headers["Range"] == f"0-{2 * CHUNK - 1}"
+            third = client.patch(
+                location,
+                content=chunks[2],
+                headers={"Content-Range": f"{2 * CHUNK}-{3 * CHUNK - 1}"},
+            )
+            assert third.status_code == 202, third.text
+            done = client.put(third.headers["Location"], params={"digest": digest})
+            assert done.status_code == 201, done.text
+            blob = client.get(f"/v2/drain/app/blobs/{digest}")
+            assert blob.content == data
+    finally:
+        server.stop()
