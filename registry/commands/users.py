@@ -127,7 +127,11 @@ def _robot_scopes(values: list[str]) -> list[tuple[str, str]]:
 def cmd_robot(args: argparse.Namespace) -> int:
     if args.action == "create":
         expires = None
-        if args.expires_days:
+        if args.expires_days is not None:
+            # 0 used to mean "never expires" and negative values an already expired token.
+            if args.expires_days < 1:
+                print("lading: --expires-days must be at least 1", file=sys.stderr)
+                return 2
             expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days)
 
         def create(s: Any, p: Any) -> dict[str, str]:
