@@ -14,6 +14,7 @@ import random
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 from support.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, canonical_json, sha256_digest
 from support.server import RegistryServer, lading_command
 
 from auth.keys import libtrust_kid
+from auth.robots import create_robot
 
 ADMIN = "root-admin"
 ADMIN_PASSWORD = "admin-secret-pw-1"
@@ -90,8 +94,10 @@ class Lading:
         self.realm = f"{server.url}/token"
         self._env = {**os.environ, **server.extra_env}
         marker = server.data_dir / "test-database-url"  # LADING_TEST_DATABASE=postgres
+        self.database_url = f"sqlite:///{(server.data_dir / 'lading.db').resolve()}"
         if marker.exists():
-            self._env["LADING_DATABASE_URL"] = marker.read_text().strip()
+            self.database_url = marker.read_text().strip()
+            self._env["LADING_DATABASE_URL"] = self.database_url
 
     # -- CLI -----------------------------------------------------------------------------
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -102,6 +108,12 @@ class Lading:
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} → {result.returncode}: {result.stderr}")
         return result.stdout
+
+    def cli_status(self, *args: str) -> int:
+        """Exit status of ``lading ARGS --data-dir …`` (for commands expected to fail)."""
+        cmd = [*lading_command(), *args, "--data-dir", str(self.server.data_dir)]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=self._env, timeout=120)
+        return result.returncode
 
     def add_user(self, name: str, password: str, *, admin: bool = False) -> None:
         flags = ["--admin"] if admin else []
@@ -120,6 +132,19 @@ class Lading:
         data = json.loads(self.cli(*args))
         assert data["login"] == f"{owner}+{name}"
         secret: str = data["secret"]
+        return secret
+
+    def expired_robot(self, owner: str, name: str, pattern: str, actions: str) -> str:
+        """A robot that expired a minute ago, made with the auth API on the server's database
+        (the CLI only accepts expiries of at least a day)."""
+        engine = create_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                expired = datetime.now(UTC) - timedelta(minutes=1)
+                _, secret = create_robot(session, owner, name, [(pattern, actions)], expired)
+                session.commit()
+        finally:
+            engine.dispose()
         return secret
 
     # -- HTTP ----------------------------------------------------------------------------

@@ -119,5 +119,10 @@ def test_robot_token_as_login_password(docker: Docker) -> None:
     assert docker.login(f"{USER}+ci", secret).returncode != 0
     assert authn.tags("dk/ci/app") == ["v1"]
 
-    expired = authn.robot(USER, "old", "dk/*:pull,push", expires_days=-1)
+    expired = authn.expired_robot(USER, "old", "dk/*", "pull,push")
     assert docker.login(f"{USER}+old", expired).returncode != 0
+    # The CLI refuses expiries that would never expire or be born expired.
+    for days in ("0", "-1"):
+        assert authn.cli_status("robot", "create", USER, f"bad{days}", "--scope", "dk/*:pull",
+                                f"--expires-days={days}") != 0  # fmt: skip
+    assert f"{USER}+bad0" not in authn.cli("robot", "ls")
