@@ -291,3 +291,24 @@ def test_catalog_needs_registry_catalog_for_admins_only(authn: Lading, proto: Sm
     response = httpx.get(f"{authn.url}/v2/_catalog", headers=bearer(admin))
     assert response.status_code == 200, response.text
     assert REPO in response.json()["repositories"], response.json()
+
+
+def test_robot_secret_only_logs_in_as_its_robot(authn: Lading, proto: SmallImage) -> None:
+    secret = authn.robot(ADMIN, "proto-bot", "proto/*:pull")
+    scopes = [("service", SERVICE), ("scope", f"repository:{REPO}:pull,push"),
+              ("scope", "registry:catalog:*")]  # fmt: skip
+    for login in (f"{ADMIN}+proto-bot", ADMIN):
+        response = httpx.get(authn.realm, params=scopes, headers=basic(login, secret))
+        assert response.status_code == 200, (login, response.text)
+        token = response.json()["token"]
+        with authn.client() as client:
+            got = client.get(f"/v2/{REPO}/manifests/v1", headers=bearer(token))
+            assert got.status_code == 200
+            # The owner is an admin, but the robot's scope is pull only and never the catalog.
+            assert (
+                client.post(f"/v2/{REPO}/blobs/uploads/", headers=bearer(token)).status_code == 401
+            )
+            assert client.get("/v2/_catalog", headers=bearer(token)).status_code == 401
+    for login in (USER, f"{USER}+proto-bot", f"{ADMIN}+other-bot"):
+        response = httpx.get(authn.realm, params=scopes, headers=basic(login, secret))
+        assert response.status_code == 401, (login, response.text)
