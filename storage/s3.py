@@ -28,6 +28,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.response import StreamingBody
 
 from storage.driver import (
     InvalidKey,
@@ -230,10 +231,7 @@ class S3Driver:
                 raise
         return self._stream(response["Body"], what)
 
-    def _stream(self, body: object, what: str) -> Iterator[bytes]:
-        from botocore.response import StreamingBody
-
-        assert isinstance(body, StreamingBody)
+    def _stream(self, body: StreamingBody, what: str) -> Iterator[bytes]:
         try:
             with self._errors(what):
                 while chunk := body.read(READ_CHUNK):

@@ -123,7 +123,9 @@ class S3UploadWriter:
             raise StorageError("upload exceeds the S3 limit of 10,000 parts")
         if self._mpu is None:
             self._mpu = self._driver.create_multipart(self._base.upload_id)
-        body = bytes(self._buf[:target])
+        # One copy, not two; the view must be released before the buffer shrinks.
+        with memoryview(self._buf) as view, view[:target] as head:
+            body = bytes(head)
         etag = self._driver.upload_part(self._base.upload_id, self._mpu, number, body)
         self._parts.append(Part(number, etag, target))
         del self._buf[:target]

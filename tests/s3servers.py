@@ -8,6 +8,7 @@ missing tool must fail the run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -20,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from storage.s3 import S3Config, S3Driver
 
 STARTUP_TIMEOUT = 30.0
 
@@ -192,8 +195,8 @@ def start_rclone(*, streaming: bool = False) -> S3Server:
                 "--addr",
                 f"127.0.0.1:{port}",
                 "--no-modtime",
-                # rclone removes emptied directories racily (a concurrent PUT
-                # into the directory can be lost); leave them.
+                # rclone's removal of emptied directories races with PUTs into
+                # them; keeping directories makes lost writes rarer (not gone).
                 "--no-cleanup",
                 *([] if streaming else ["--disable-multipart-streaming"]),
                 str(data),
@@ -205,3 +208,31 @@ def start_rclone(*, streaming: bool = False) -> S3Server:
     _wait_ready(url, process, log)
     name = "rclone-streaming" if streaming else "rclone"
     return S3Server(name, url, access, secret, "us-east-1", process, data, [root])
+
+
+# The S3 minimum, so tests cross part boundaries with little data.
+TEST_PART_SIZE = 5 * 1024 * 1024
+_bucket_numbers = itertools.count()
+
+
+def s3_driver_for(server: S3Server, bucket: str, **overrides: object) -> S3Driver:
+    """An S3Driver on ``server``; ``overrides`` are S3Config fields."""
+    options: dict[str, object] = {
+        "bucket": bucket,
+        "endpoint_url": server.endpoint_url,
+        "region": server.region,
+        "prefix": "registry/v1",
+        "path_style": True,
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "part_size": TEST_PART_SIZE,
+    }
+    options.update(overrides)
+    return S3Driver(S3Config(**options))  # type: ignore[arg-type]
+
+
+def fresh_bucket(server: S3Server) -> str:
+    """Create and return a bucket name unique within this test process."""
+    name = f"test-{os.getpid()}-{next(_bucket_numbers)}"
+    server.create_bucket(name)
+    return name

@@ -6,21 +6,22 @@ test left nothing behind.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from s3servers import S3Server, ToolMissing, ci_requires_tools, start_moto, start_rclone
+from s3servers import (
+    S3Server,
+    ToolMissing,
+    ci_requires_tools,
+    fresh_bucket,
+    s3_driver_for,
+    start_moto,
+    start_rclone,
+)
 
 from storage.driver import Driver
 from storage.filesystem import FilesystemDriver
-from storage.s3 import S3Config, S3Driver
-
-# The S3 minimum, so tests cross part boundaries with little data.
-TEST_PART_SIZE = 5 * 1024 * 1024
-_bucket_numbers = itertools.count()
 
 
 def _server(start: Callable[[], S3Server]) -> Iterator[S3Server]:
@@ -49,27 +50,6 @@ def rclone_server() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def rclone_streaming_server() -> Iterator[S3Server]:
     yield from _server(lambda: start_rclone(streaming=True))
-
-
-def s3_driver_for(server: S3Server, bucket: str, **overrides: object) -> S3Driver:
-    options: dict[str, object] = {
-        "bucket": bucket,
-        "endpoint_url": server.endpoint_url,
-        "region": server.region,
-        "prefix": "registry/v1",
-        "path_style": True,
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "part_size": TEST_PART_SIZE,
-    }
-    options.update(overrides)
-    return S3Driver(S3Config(**options))  # type: ignore[arg-type]
-
-
-def fresh_bucket(server: S3Server) -> str:
-    name = f"test-{os.getpid()}-{next(_bucket_numbers)}"
-    server.create_bucket(name)
-    return name
 
 
 def _files_under(root: Path) -> list[str]:

@@ -9,8 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from conftest import fresh_bucket, s3_driver_for
-from s3servers import S3Server, free_port
+from s3servers import S3Server, free_port, fresh_bucket, s3_driver_for
 
 from storage.driver import InvalidKey, StorageUnavailable, UploadStateInvalid
 from storage.s3 import S3Config, S3Driver, UploadNotReadable
