@@ -115,6 +115,10 @@ def table(results: Results, candidates: list[str], markdown: bool = False) -> st
         head += [c, f"ratio {c}"]
     rows: list[list[str]] = []
     for m in METRICS:
+        if all(
+            value(results, srv, m.workload, m.key) is None for srv in ["reference", *candidates]
+        ):
+            continue  # workload not selected (--only)
         ref = value(results, "reference", m.workload, m.key)
         row = [
             m.label,
@@ -192,7 +196,7 @@ def notes(results: Results) -> list[str]:
                 out.append(f"{server}/{wl}: error: {data['error']}")
             pages, count = data.get("list_paged_pages"), data.get("count", 0)
             if wl == "tags" and pages == 1 and count > 100:
-                out.append(f"{server}/tags: ignored n=100 (all {count} tags in one page)")
+                out.append(f"{server}/tags: ignored n=100 (all {count:.0f} tags in one page)")
             if data.get("errors"):
                 out.append(f"{server}/{wl}: {data['errors']:.0f} failed requests")
             for k, v in data.items():

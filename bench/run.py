@@ -9,10 +9,12 @@ writes JSON. Everything it starts is stopped by PID and its temp dirs removed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,8 @@ WORKLOADS = [
     "skopeo",
     "docker",
 ]
+# Image round trips run once: a second copy would mount or skip the blobs already there.
+ONCE = {"skopeo", "docker"}
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "latest.json"
 
 
@@ -56,7 +60,8 @@ class Params:
     skopeo_layer_mib: int = 8
     docker_layers: int = 4
     docker_layer_mib: int = 16
-    budget_s: int = 420  # per server, added up over the servers
+    budget_s: int = 420  # per server and repetition, added up
+    repeat: int = 1
 
 
 QUICK = Params(
@@ -88,8 +93,14 @@ class Fixtures:
             t0 = time.perf_counter()
             base = os.urandom(workloads.CHUNK)
             size = p.big_mib * workloads.MiB
-            self.mono, self.mono_digest = workloads.make_big_blob(size, b"mono", base)
-            self.chunked, self.chunked_digest = workloads.make_big_blob(size, b"chunked", base)
+            # One distinct pair per repetition: a re-push of a known digest is not a push.
+            self.big = [
+                (
+                    workloads.make_big_blob(size, b"mono%d" % rep, base),
+                    workloads.make_big_blob(size, b"chunked%d" % rep, base),
+                )
+                for rep in range(p.repeat)
+            ]
             self.head_blob, self.head_digest = workloads.make_big_blob(workloads.MiB, b"head")
             log(f"generated 2 x {p.big_mib} MiB blob streams in {time.perf_counter() - t0:.1f}s")
         if "skopeo" in selected:
@@ -118,9 +129,12 @@ class Fixtures:
             self.docker = None
 
 
-def run_workload(name: str, server: Server, p: Params, fx: Fixtures) -> dict[str, Any]:
+def run_workload(
+    name: str, server: Server, p: Params, fx: Fixtures, rep: int = 0
+) -> dict[str, Any]:
     if name == "big_blobs":
-        return workloads.big_blobs(server, fx.mono, fx.mono_digest, fx.chunked, fx.chunked_digest)
+        (mono, mono_digest), (chunked, chunked_digest) = fx.big[rep]
+        return workloads.big_blobs(server, mono, mono_digest, chunked, chunked_digest)
     if name == "blob_head":
         workloads.push_monolithic(server, "bench/big", fx.head_blob, fx.head_digest)
         return workloads.blob_head_latency(server, fx.head_digest, p.head_n)
@@ -136,7 +150,9 @@ def run_workload(name: str, server: Server, p: Params, fx: Fixtures) -> dict[str
             server, p.small_count, p.small_kib * 1024, p.concurrency, budget=120
         )
     if name == "tags":
-        return workloads.tags(server, p.tag_count, p.concurrency, p.list_reps, p.page, budget=240)
+        return workloads.tags(
+            server, p.tag_count, p.concurrency, p.list_reps, p.page, 240, f"bench/tags{rep}"
+        )
     if name == "skopeo":
         assert fx.layout is not None
         return images.skopeo_round_trip(server, fx.layout)
@@ -145,6 +161,22 @@ def run_workload(name: str, server: Server, p: Params, fx: Fixtures) -> dict[str
             return {"skipped": fx.docker_error or "no docker engine"}
         return fx.docker.round_trip(server)
     raise ValueError(name)
+
+
+def median_of(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each numeric field over the repetitions; raw runs kept under `reps`."""
+    if len(reps) == 1:
+        return reps[0]
+    ok = [r for r in reps if "error" not in r and "skipped" not in r]
+    if not ok:
+        return reps[-1]
+    out: dict[str, Any] = {"reps": reps, "runs": len(ok)}
+    for key, val in ok[0].items():
+        vals = [r[key] for r in ok if isinstance(r.get(key), int | float)]
+        out[key] = statistics.median(vals) if isinstance(val, int | float) and vals else val
+    if len(ok) < len(reps):
+        out["failed_runs"] = len(reps) - len(ok)
+    return out
 
 
 def bench_all(
@@ -174,24 +206,29 @@ def bench_all(
             servers.append((label, server))
             log(f"{label}: up on {server.base} (pid {server.pid})")
         save()
-        deadline = time.monotonic() + p.budget_s * max(1, len(servers))
-        for name in selected:
-            for label, server in servers:
-                if time.monotonic() > deadline:
-                    results[label][name] = {"skipped": "time budget exhausted"}
+        deadline = time.monotonic() + p.budget_s * max(1, len(servers)) * p.repeat
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for rep in range(p.repeat):
+            for name in selected:
+                if rep > 0 and name in ONCE:
                     continue
-                load = os.getloadavg()[0]
-                t0 = time.perf_counter()
-                try:
-                    res = run_workload(name, server, p, fx)
-                except Exception as exc:  # recorded; the run goes on
-                    res = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-                res["elapsed_s"] = round(time.perf_counter() - t0, 2)
-                res["host_load"] = round(max(load, os.getloadavg()[0]), 2)
-                results[label][name] = res
-                shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}
-                log(f"{label}/{name}: {shown}")
-                save()
+                for label, server in servers:
+                    if time.monotonic() > deadline:
+                        results[label].setdefault(name, {"skipped": "time budget exhausted"})
+                        continue
+                    load = os.getloadavg()[0]
+                    t0 = time.perf_counter()
+                    try:
+                        res = run_workload(name, server, p, fx, rep)
+                    except Exception as exc:  # recorded; the run goes on
+                        res = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                    res["elapsed_s"] = round(time.perf_counter() - t0, 2)
+                    res["host_load"] = round(max(load, os.getloadavg()[0]), 2)
+                    runs.setdefault((label, name), []).append(res)
+                    results[label][name] = median_of(runs[(label, name)])
+                    shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}
+                    log(f"{label}/{name}#{rep}: {shown}")
+                    save()
     finally:
         for label, server in servers:
             t0 = time.perf_counter()
@@ -265,13 +302,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="'reference' runs a second distribution as the candidate "
         "(harness self-test while Lading is not ready)",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each HTTP workload N times per server (interleaved) and report medians",
+    )
     ap.add_argument("--markdown", action="store_true", help="also print a markdown table")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    p = QUICK if args.quick else Params()
+    p = dataclasses.replace(QUICK if args.quick else Params(), repeat=max(1, args.repeat))
     selected = [
         w for w in WORKLOADS if not args.only or w in {x for o in args.only for x in o.split(",")}
     ]

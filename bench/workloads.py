@@ -272,10 +272,15 @@ def small_blobs(
 
 
 def tags(
-    server: Server, count: int, concurrency: int, list_reps: int, page: int, budget: float
+    server: Server,
+    count: int,
+    concurrency: int,
+    list_reps: int,
+    page: int,
+    budget: float,
+    repo: str = "bench/tags",
 ) -> dict[str, float]:
-    """Push `count` tags (distinct manifests) on one repo, then time tags/list."""
-    repo = "bench/tags"
+    """Push `count` tags (distinct manifests) on a fresh repo, then time tags/list."""
     out: dict[str, float] = {"count": count}
 
     async def go() -> None:
