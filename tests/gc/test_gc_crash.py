@@ -12,6 +12,7 @@ import httpx
 import pytest
 from httpreg import make_image, push_image, verify_image
 from serverenv import database_env, fsck, gc, lading
+from sqlalchemy import create_engine
 from support.server import RegistryFactory, lading_command
 
 IMAGES = 30
@@ -51,7 +52,17 @@ def test_gc_killed_mid_run_then_rerun_is_consistent(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(2.0)
+    # Kill as soon as the first deletions are committed (startup time varies with load).
+    engine = create_engine(server.extra_env["LADING_DATABASE_URL"])
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as conn:
+                if conn.exec_driver_sql("SELECT count(*) FROM manifests").scalar_one() < IMAGES:
+                    break
+            time.sleep(0.02)
+    finally:
+        engine.dispose()
     assert proc.poll() is None, proc.communicate()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
