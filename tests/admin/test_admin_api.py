@@ -13,6 +13,7 @@ from support.server import RegistryServer
 A = "/admin/v1"
 VF = "VALIDATION_FAILED"
 POLICY = {"name": "x", "repository_pattern": "*"}
+NUL_POLICY = {**POLICY, "keep_newest": 1, "repository_pattern": "a\u0000"}
 
 
 def test_openapi_document_lists_every_endpoint(client: httpx.Client) -> None:
@@ -179,6 +180,12 @@ def test_deletions_are_audited(client: httpx.Client, repo: str) -> None:
         ("DELETE", "/repositories/a/-/tags/-bad", {}, 400, "TAG_INVALID"),
         ("GET", "/retention/policies/abc", {}, 400, "BAD_REQUEST"),
         ("GET", "/retention/policies/999999", {}, 404, "NOT_FOUND"),
+        # Found by schemathesis on PostgreSQL: ids beyond 32 bits, NUL in text.
+        ("GET", "/retention/policies/151971275639404", {}, 400, "BAD_REQUEST"),
+        ("GET", "/audit?cursor=151971275639404", {}, 400, "BAD_REQUEST"),
+        ("GET", "/audit?action=a%00b", {}, 422, VF),
+        ("POST", "/retention/preview", {"json": {"policy_ids": [2**40]}}, 422, VF),
+        ("POST", "/retention/preview", {"json": {"policy": NUL_POLICY}}, 422, VF),
         ("GET", "/nothing-here", {}, 404, "NOT_FOUND"),
         ("PATCH", "/usage", {}, 405, "UNSUPPORTED"),
     ],

@@ -26,7 +26,9 @@ NAME = {"type": "string", "pattern": s.NAME_PATTERN, "maxLength": 255}
 TAG = {"type": "string", "pattern": s.TAG_PATTERN}
 DIGEST = {"type": "string", "pattern": s.DIGEST_PATTERN}
 REFERENCE = {"type": "string", "maxLength": 200}
-POLICY_ID = {"type": "integer", "minimum": 1}
+# Row ids are 32-bit integers on PostgreSQL; larger values must not reach a query.
+MAX_ID = 2**31 - 1
+POLICY_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 def _encode_offset(offset: int) -> str:
@@ -48,7 +50,7 @@ def _decode_offset(cursor: str | None) -> int:
 def _decode_id(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    if cursor.isdigit() and len(cursor) < 19:
+    if cursor.isdigit() and len(cursor) < 12 and int(cursor) <= MAX_ID:
         return int(cursor)
     raise RegistryError(REQUEST_INVALID, "invalid cursor")
 
@@ -61,7 +63,7 @@ def _page(items: list[Any], offset: int, limit: int) -> tuple[list[Any], str | N
 
 def _policy_id(call: Call) -> int:
     raw = call.params["policy_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= MAX_ID:
         raise RegistryError(REQUEST_INVALID, f"invalid policy id: {raw[:50]!r}")
     return int(raw)
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 DIGEST_PATTERN = r"^sha(256:[a-f0-9]{64}|512:[a-f0-9]{128})$"
+# Printable ASCII: PostgreSQL refuses NUL in text, and control characters are never meant.
+PRINTABLE = r"^[\x20-\x7e]*$"
 
 
 class Strict(BaseModel):
@@ -51,7 +53,9 @@ class InspectQuery(Strict):
 
 
 class AuditQuery(PageQuery):
-    action: str | None = Field(None, max_length=64, description="Only this action.")
+    action: str | None = Field(
+        None, max_length=64, pattern=PRINTABLE, description="Only this action."
+    )
 
 
 class NoQuery(Strict):
@@ -64,11 +68,17 @@ class NoQuery(Strict):
 class PolicyIn(Strict):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     repository_pattern: str = Field(
-        min_length=1, max_length=255, description="fnmatch-style, e.g. `team/*`."
+        min_length=1,
+        max_length=255,
+        pattern=PRINTABLE,
+        description="fnmatch-style, e.g. `team/*`.",
     )
     keep_newest: int | None = Field(None, ge=0, le=1_000_000)
     keep_regex: str | None = Field(
-        None, max_length=512, description="Tags fully matching this regex are kept."
+        None,
+        max_length=512,
+        pattern=PRINTABLE,
+        description="Tags fully matching this regex are kept.",
     )
     delete_older_than_days: float | None = Field(None, ge=0, le=36500)
     delete_untagged: bool = False
@@ -100,7 +110,9 @@ class PolicyIn(Strict):
 class RetentionRunIn(Strict):
     """Exactly one of ``policy_ids`` (stored policies), ``policy`` (ad hoc) or ``all``."""
 
-    policy_ids: list[int] | None = Field(None, min_length=1, max_length=100)
+    policy_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, max_length=100
+    )
     policy: PolicyIn | None = None
     all: bool = False
 
