@@ -117,8 +117,11 @@ class GcControl:
 
     def trigger(self, actor: str, *, dry_run: bool, wait: bool) -> GcRunView:
         """Start a pass; with ``wait`` return it finished, else as soon as it is recorded."""
-        if self._running() is not None or not self._busy.acquire(blocking=False):
-            raise RegistryError(CONFLICT, "a garbage collection pass is already running")
+        # Passes are safe to run concurrently (see registry.services.gc); this only stops
+        # one process from piling up passes. A row left "running" by a process that died
+        # must not block triggers, so the table is not consulted here.
+        if not self._busy.acquire(blocking=False):
+            raise RegistryError(CONFLICT, "a garbage collection pass is already running here")
         with self.db.read() as session:
             before = session.scalar(select(func.max(GcRun.id))) or 0
         self.audit.record(actor, "gc.trigger", "gc", {"dry_run": dry_run})
