@@ -8,6 +8,7 @@ a few microseconds (see docs/deployment.md for measurements).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -71,8 +72,14 @@ def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+# Ids are a random per-process prefix plus a counter: unique across processes and
+# replicas, and about ten times cheaper than reading the random source per request.
+_ID_PREFIX = os.urandom(10).hex()
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 class RequestContextMiddleware:
@@ -119,8 +126,10 @@ class RequestContextMiddleware:
         uploading = kind == "upload" and method in ("PATCH", "PUT")
         if uploading:
             self.metrics.uploads_in_progress.inc()
+        # Only requests that may carry a body pay for counting it.
+        has_body = method in ("PUT", "PATCH", "POST")
         try:
-            await self.app(scope, receive_counting, send_tagged)
+            await self.app(scope, receive_counting if has_body else receive, send_tagged)
         finally:
             if uploading:
                 self.metrics.uploads_in_progress.dec()
