@@ -47,7 +47,7 @@ log = logging.getLogger("lading")
 
 def build_driver(settings: Settings) -> Driver:
     if settings.storage == "s3":
-        from storage.s3 import S3Config, S3Driver  # type: ignore[import-not-found,unused-ignore]
+        from storage.s3 import S3Config, S3Driver
 
         if not settings.s3_bucket:
             raise ValueError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
@@ -188,7 +188,9 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
         routes=[
             *OpsRoutes(components.db, components.driver, metrics).routes(),
             *router.routes(),
-            *admin_routes(settings, components.db, components.driver, components.manifests),
+            *admin_routes(
+                settings, components.db, components.driver, components.manifests, components.auth
+            ),
             *(
                 TokenRoutes(components.auth, components.db).routes()
                 if components.auth.service is not None

@@ -355,10 +355,18 @@ class UploadService:
             self, row.id, repository, row.size, writer, hasher, recorded=True, lease=lease
         )
 
-    def _rehash(self, state: UploadState, algorithm: str) -> str:
+    def _commit_storage(self, state: UploadState, digest: Digest, upload_id: str) -> str:
+        try:
+            return self.driver.commit_upload(state, f"{digest.storage_key}.{upload_id}")
+        except UploadStateInvalid as exc:
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
+        except StorageError as exc:
+            raise _unavailable(exc) from exc
+
+    def _hash_object(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
         try:
-            for chunk in self.driver.read_upload(state):
+            for chunk in self.driver.read(key):
                 hasher.update(chunk)
         except StorageError as exc:
             raise _unavailable(exc) from exc
@@ -369,10 +377,9 @@ class UploadService:
     ) -> BlobInfo:
         """Verify the digest, make the blob durable and visible, end the session."""
         row = self._load(repository, upload_id, subject)
+        actual: str | None = None  # None: hash the committed object instead
         if row.hash_state is not None and row.hash_algorithm == digest.algorithm:
             actual = new_hasher(digest.algorithm, row.hash_state).hexdigest()
-        else:  # no saved state for this algorithm: hash what storage holds
-            actual = self._rehash(row.state, digest.algorithm)
         return self._commit(
             repository, row.id, row.state, actual, digest, recorded=True, lease=None
         )
@@ -384,10 +391,9 @@ class UploadService:
         until the blob itself is committed.
         """
         state = appender.close_writer(final=True)
+        actual: str | None = None  # None: hash the committed object instead
         if appender.hasher is not None and appender.hasher.algorithm == digest.algorithm:
             actual = appender.hasher.hexdigest()
-        else:
-            actual = self._rehash(state, digest.algorithm)
         return self._commit(
             appender.repository,
             appender.upload_id,
@@ -404,7 +410,7 @@ class UploadService:
         repository: str,
         upload_id: str,
         state: UploadState,
-        actual_hex: str,
+        actual_hex: str | None,
         digest: Digest,
         *,
         recorded: bool,
@@ -414,6 +420,16 @@ class UploadService:
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease)
+        committed: str | None = None
+        if actual_hex is None:
+            # No hash state for this algorithm (e.g. a sha512 digest for an upload
+            # hashed as sha256). Upload bytes may not be readable (S3 multipart),
+            # so commit first, hash the object, and drop it if it does not match.
+            committed = self._commit_storage(state, digest, upload_id)
+            actual_hex = self._hash_object(committed, digest.algorithm)
+            if actual_hex != digest.hex:
+                with contextlib.suppress(StorageError):
+                    self.driver.delete(committed)
         if actual_hex != digest.hex:
             self._discard(upload_id, state, recorded=False)
             raise RegistryError(
@@ -432,16 +448,14 @@ class UploadService:
                     link_blob_raw(tx, repository, digest_text, tx.timestamp())
         if existing is not None:
             with contextlib.suppress(StorageError):
-                self.driver.abort_upload(state)
+                if committed is not None:
+                    self.driver.delete(committed)
+                else:
+                    self.driver.abort_upload(state)
             return BlobInfo(digest_text, existing[0], existing[1])
         # Each upload commits under its own key, so a collector deleting an
         # older copy of the same digest can never remove these bytes.
-        try:
-            key = self.driver.commit_upload(state, f"{digest.storage_key}.{upload_id}")
-        except UploadStateInvalid as exc:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
+        key = committed or self._commit_storage(state, digest, upload_id)
         with self.db.raw_transaction() as tx:
             now = tx.timestamp()
             tx.run(_RECORD_BLOB, {"digest": digest_text, "size": state.size, "key": key,
