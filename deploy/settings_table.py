@@ -1,6 +1,6 @@
 """Print the configuration reference table of docs/deployment.md from the Settings model.
 
-    .venv/bin/python deploy/settings_table.py
+.venv/bin/python deploy/settings_table.py
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main() -> None:
     for name, field in Settings.model_fields.items():
         note = notes.get(name, "").replace("|", "\\|")
         env = f"{ENV_PREFIX}{name.upper()}"
-        print(f"| `{name}` | `{env}` | {_type(field.annotation)} | {_default(field.default)} | {note} |")
+        kind, default = _type(field.annotation), _default(field.default)
+        print(f"| `{name}` | `{env}` | {kind} | {default} | {note} |")
 
 
 if __name__ == "__main__":
