@@ -6,6 +6,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import registry
+from auth.factory import AuthComponents
 from registry.db.engine import Database
 from registry.http.admin.auth import admin_authenticator
 from registry.http.admin.framework import PREFIX, AdminRouter, Call, Endpoint, json_response
@@ -51,7 +52,11 @@ def build_admin_api(
 
 
 def admin_routes(
-    settings: Settings, db: Database, driver: Driver, manifests: ManifestService
+    settings: Settings,
+    db: Database,
+    driver: Driver,
+    manifests: ManifestService,
+    auth: AuthComponents,
 ) -> list[BaseRoute]:
     api = build_admin_api(settings, db, driver, manifests)
     endpoints = api.endpoints()
@@ -65,5 +70,6 @@ def admin_routes(
         Endpoint("GET", "/openapi.json", "openapi", "This document", openapi, "meta",
                  authenticated=False)
     )  # fmt: skip
-    router = AdminRouter(endpoints, admin_authenticator(settings.admin_token))
+    authenticator = admin_authenticator(settings.admin_token, settings.auth_mode, db, auth)
+    router = AdminRouter(endpoints, authenticator)
     return [Route(PREFIX + "/{rest:path}", router.dispatch, methods=METHODS)]

@@ -1,23 +1,30 @@
-"""Who may use the admin API: the seam where token authentication plugs in.
+"""Who may use the admin API.
 
-The admin API never accepts registry pull/push tokens. Once accounts land, an
-authenticator checks for an admin account (Basic or a session token) or a robot token
-carrying the admin scope, and answers 401 (no or bad credentials) or 403 (a valid caller
-without admin rights). Until then the open registry lets everyone in, and a configured
-``admin_token`` (``LADING_ADMIN_TOKEN``) restricts the API to that bearer token.
+Registry pull/push tokens are never accepted here. With token auth on, an admin account
+signs in with Basic credentials (401 for missing or bad credentials, 403 for a valid
+non-admin user or a robot: robots have no admin scope yet). A configured ``admin_token``
+(``LADING_ADMIN_TOKEN``) is accepted as ``Authorization: Bearer`` in every mode; with auth
+off and no admin token the open registry lets everyone in.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
+from anyio import to_thread
 from starlette.requests import Request
 
-from registry.domain.errors import DENIED, UNAUTHORIZED, RegistryError
+from auth.authn import authenticate
+from auth.factory import AuthComponents
+from registry.db.engine import Database
+from registry.domain.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, RegistryError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lading-admin"'}
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="lading-admin"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +43,8 @@ class AdminAuthenticator(Protocol):
         ...
 
 
-def unauthorized(message: str) -> RegistryError:
-    return RegistryError(UNAUTHORIZED, message, headers=dict(_CHALLENGE))
+def unauthorized(message: str, challenge: dict[str, str] = _CHALLENGE) -> RegistryError:
+    return RegistryError(UNAUTHORIZED, message, headers=dict(challenge))
 
 
 def forbidden(message: str = "admin rights required") -> RegistryError:
@@ -68,13 +75,82 @@ class StaticTokenAdminAccess:
             raise unauthorized("admin credentials required")
         if scheme.lower() != "bearer" or not value.strip():
             raise unauthorized("the admin API takes a bearer admin token")
-        # Constant-time: the comparison must not reveal how much of a guess was right.
-        if not hmac.compare_digest(value.strip().encode(), self._token):
+        if not _static_match(self._token, value):
             raise unauthorized("invalid admin token")
         return AdminPrincipal(subject=f"admin-token@{_client(request)}", kind="token")
 
 
-def admin_authenticator(admin_token: str | None) -> AdminAuthenticator:
+def _static_match(token: bytes | None, value: str) -> bool:
+    # Constant-time: the comparison must not reveal how much of a guess was right.
+    return token is not None and hmac.compare_digest(value.strip().encode(), token)
+
+
+class AccountAdminAccess:
+    """Token auth on: an admin account by Basic credentials, or the admin token."""
+
+    def __init__(self, db: Database, auth: AuthComponents, admin_token: str | None) -> None:
+        self.db = db
+        self.auth = auth
+        self._token = admin_token.encode() if admin_token else None
+
+    async def authenticate(self, request: Request) -> AdminPrincipal:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if not header:
+            raise unauthorized("admin credentials required", _BASIC_CHALLENGE)
+        if scheme.lower() == "bearer":
+            if _static_match(self._token, value):
+                return AdminPrincipal(f"admin-token@{_client(request)}", "token")
+            raise unauthorized(
+                "registry tokens are not accepted here: sign in as an admin (Basic)",
+                _BASIC_CHALLENGE,
+            )
+        if scheme.lower() != "basic":
+            raise unauthorized("unsupported authorization scheme", _BASIC_CHALLENGE)
+        try:
+            username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise unauthorized("malformed Basic credentials", _BASIC_CHALLENGE) from exc
+        if not sep:
+            raise unauthorized("malformed Basic credentials", _BASIC_CHALLENGE)
+        # Password hashing is slow on purpose: keep it off the event loop.
+        return await to_thread.run_sync(self._check, username, password, _client(request))
+
+    def _check(self, username: str, password: str, client_ip: str) -> AdminPrincipal:
+        throttle = self.auth.throttle
+        with self.db.write() as session:
+            wait = throttle.retry_after(session, username, client_ip)
+            if wait is not None:
+                raise RegistryError(TOOMANYREQUESTS, headers={"Retry-After": str(wait)})
+            principal = authenticate(session, self.auth.passwords, username, password)
+            if principal is None:
+                throttle.record_failure(session, username, client_ip)
+            else:
+                throttle.reset(session, username, client_ip)
+        # Raised after the commit: failed-login counters must be stored.
+        if principal is None:
+            raise unauthorized("invalid username or password", _BASIC_CHALLENGE)
+        if principal.robot_id is not None:
+            raise forbidden("robot tokens cannot use the admin API")
+        if not principal.is_admin:
+            raise forbidden("admin rights required")
+        return AdminPrincipal(principal.username, "account")
+
+
+class ClosedAdminAccess:
+    """External token issuer and no admin token: nobody can be checked, so nobody is in."""
+
+    async def authenticate(self, request: Request) -> AdminPrincipal:
+        raise unauthorized("the admin API needs admin_token (LADING_ADMIN_TOKEN) in this mode")
+
+
+def admin_authenticator(
+    admin_token: str | None, auth_mode: str, db: Database, auth: AuthComponents
+) -> AdminAuthenticator:
+    if auth_mode == "token":
+        return AccountAdminAccess(db, auth, admin_token)
     if admin_token:
         return StaticTokenAdminAccess(admin_token)
-    return OpenAdminAccess()
+    if auth_mode == "none":
+        return OpenAdminAccess()
+    return ClosedAdminAccess()

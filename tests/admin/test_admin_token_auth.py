@@ -1,0 +1,101 @@
+"""The admin API on a token-auth server: admin accounts only; registry tokens, robots and
+ordinary users are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from admin_support import errors_of
+from conftest import GC_ENV
+from support.server import RegistryServer, lading_command, start_lading
+
+ADMIN, ADMIN_PW = "boss", "boss-password-1"
+USER, USER_PW = "dev", "dev-password-1"
+STATIC = "static-admin-token-42"
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    env = {
+        **GC_ENV,
+        "LADING_AUTH_MODE": "token",
+        "LADING_AUTH_ADMIN_USERNAME": ADMIN,
+        "LADING_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+        "LADING_ADMIN_TOKEN": STATIC,
+    }
+    server = start_lading(tmp_path_factory.mktemp("admin-token"), env=env, ready_statuses=(401,))
+    yield server
+    server.stop()
+
+
+def local_cli(server: RegistryServer, *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, **server.extra_env}
+    marker = server.data_dir / "test-database-url"  # LADING_TEST_DATABASE=postgres
+    if marker.exists():
+        env["LADING_DATABASE_URL"] = marker.read_text().strip()
+    result = subprocess.run(
+        [*lading_command(), *args, "--data-dir", str(server.data_dir)],
+        input=stdin, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_only_admin_accounts_and_the_admin_token_get_in(token_server: RegistryServer) -> None:
+    local_cli(token_server, "user", "add", USER, "--password-stdin", stdin=USER_PW + "\n")
+    robot = json.loads(
+        local_cli(token_server, "robot", "create", ADMIN, "ci", "--scope", "*:pull,push",
+                  "--output", "json")
+    )  # fmt: skip
+    url = f"{token_server.url}/admin/v1/usage"
+    with httpx.Client(timeout=60) as client:
+        missing = client.get(url)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Basic ")
+        assert client.get(url, auth=(ADMIN, "wrong")).status_code == 401
+        assert client.get(url, auth=(ADMIN, ADMIN_PW)).status_code == 200
+        user = client.get(url, auth=(USER, USER_PW))
+        assert user.status_code == 403 and errors_of(user)[0]["code"] == "DENIED"
+        robot_login = client.get(url, auth=(robot["login"], robot["secret"]))
+        assert robot_login.status_code == 403
+        # A registry token, even the admin's, is not an admin credential.
+        token = client.get(
+            f"{token_server.url}/token",
+            params={"service": "lading", "scope": "repository:x/y:pull,push"},
+            auth=(ADMIN, ADMIN_PW),
+        ).json()["token"]
+        registry_token = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert registry_token.status_code == 401
+        static = client.get(url, headers={"Authorization": f"Bearer {STATIC}"})
+        assert static.status_code == 200
+        gc = client.post(
+            f"{token_server.url}/admin/v1/gc/runs", json={"wait": True}, auth=(ADMIN, ADMIN_PW)
+        )
+        assert gc.status_code == 200
+        audit = client.get(
+            f"{token_server.url}/admin/v1/audit", params={"action": "gc.trigger"},
+            auth=(ADMIN, ADMIN_PW),
+        ).json()["items"]  # fmt: skip
+        assert audit[0]["actor"] == ADMIN
+
+
+def test_cli_with_username_and_password(token_server: RegistryServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    env |= {"LADING_USERNAME": ADMIN, "LADING_PASSWORD": ADMIN_PW}
+    result = subprocess.run(
+        [*lading_command(), "gc-remote", "history", "--url", token_server.url, "-o", "json"],
+        capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+    env["LADING_PASSWORD"] = "nope"
+    denied = subprocess.run(
+        [*lading_command(), "usage-remote", "--url", token_server.url],
+        capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert denied.returncode == 1 and "401" in denied.stderr
