@@ -21,9 +21,12 @@ KEPT = 5
 
 @pytest.mark.timeout(180)
 def test_gc_killed_mid_run_then_rerun_is_consistent(
-    backend: str, tmp_path: Path, lading_factory: RegistryFactory
+    backend: str,
+    storage_env: dict[str, str],
+    tmp_path: Path,
+    lading_factory: RegistryFactory,
 ) -> None:
-    env = {**database_env(backend, tmp_path), "LADING_GC_INTERVAL_SECONDS": "0"}
+    env = {**database_env(backend, tmp_path), **storage_env, "LADING_GC_INTERVAL_SECONDS": "0"}
     server = lading_factory(env=env)
     images = {}
     with httpx.Client(base_url=server.url, timeout=60) as client:

@@ -65,10 +65,14 @@ def _pusher(
 
 @pytest.mark.timeout(180)
 def test_pushes_racing_online_gc_lose_nothing(
-    backend: str, tmp_path: Path, lading_factory: RegistryFactory
+    backend: str,
+    storage_env: dict[str, str],
+    tmp_path: Path,
+    lading_factory: RegistryFactory,
 ) -> None:
     env = {
         **database_env(backend, tmp_path),
+        **storage_env,
         "LADING_GC_REVIEW_DELAY": "1.0",
         "LADING_GC_INTERVAL_SECONDS": "0.05",
     }
