@@ -47,7 +47,7 @@ log = logging.getLogger("lading")
 
 def build_driver(settings: Settings) -> Driver:
     if settings.storage == "s3":
-        from storage.s3 import S3Config, S3Driver  # type: ignore[import-not-found,unused-ignore]
+        from storage.s3 import S3Config, S3Driver
 
         if not settings.s3_bucket:
             raise ValueError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
