@@ -93,6 +93,7 @@ class Lading:
         self.host_port = server.host_port
         self.realm = f"{server.url}/token"
         self._env = {**os.environ, **server.extra_env}
+        self._admin_tokens: dict[tuple[str, ...], tuple[float, str]] = {}
         marker = server.data_dir / "test-database-url"  # LADING_TEST_DATABASE=postgres
         self.database_url = f"sqlite:///{(server.data_dir / 'lading.db').resolve()}"
         if marker.exists():
@@ -161,7 +162,13 @@ class Lading:
         return value
 
     def admin_token(self, *scopes: str) -> str:
-        return self.token(ADMIN, ADMIN_PASSWORD, *scopes)
+        """The admin's token for ``scopes``, reused for a minute (argon2 logins are slow)."""
+        cached = self._admin_tokens.get(scopes)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        token = self.token(ADMIN, ADMIN_PASSWORD, *scopes)
+        self._admin_tokens[scopes] = (time.monotonic(), token)
+        return token
 
     def push_small_image(self, token: str, repository: str, tag: str, seed: int) -> SmallImage:
         """Push one config, one layer and an OCI manifest with ``token``; asserts success."""
