@@ -92,9 +92,12 @@ _CLAIM_ROW = (
 )
 LEASE_SECONDS = 120.0
 RENEW_EVERY = 20.0
+# Re-linking renews the link's age: online GC spares links younger than its
+# grace period, so a client re-pushing a layer is not raced by the collector.
 _LINK = (
     "INSERT INTO repository_blobs (repository_id, blob_digest, created_at)"
-    " VALUES (:repo, :digest, :now) ON CONFLICT DO NOTHING"
+    " VALUES (:repo, :digest, :now) ON CONFLICT (repository_id, blob_digest)"
+    " DO UPDATE SET created_at = excluded.created_at"
 )
 _RECORD_BLOB = (
     "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (:digest, :size, :key, :now)"
