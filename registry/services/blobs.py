@@ -34,7 +34,11 @@ def link_blob(session: Session, repository_id: int, digest: str) -> None:
     session.execute(
         _insert(session)(RepositoryBlob)
         .values(repository_id=repository_id, blob_digest=digest, created_at=utcnow())
-        .on_conflict_do_nothing()
+        # A renewed link is spared by online GC for another grace period.
+        .on_conflict_do_update(
+            index_elements=["repository_id", "blob_digest"],
+            set_={"created_at": utcnow()},
+        )
     )
 
 
