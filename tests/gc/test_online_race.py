@@ -73,7 +73,7 @@ def test_pushes_racing_online_gc_lose_nothing(
     env = {
         **database_env(backend, tmp_path),
         **storage_env,
-        "LADING_GC_REVIEW_DELAY": "1.0",
+        "LADING_GC_REVIEW_DELAY": "3.0",
         "LADING_GC_INTERVAL_SECONDS": "0.05",
     }
     server = lading_factory(env=env, args=["--workers", "2"])
@@ -106,7 +106,7 @@ def test_pushes_racing_online_gc_lose_nothing(
             verify_image(client, repo, tag, image)
     # Everything untagged is now collectable; collect it and compare with the survivors.
     print(f"verified {time.monotonic() - deadline:.1f}s")
-    time.sleep(1.1)
+    time.sleep(3.1)
     gc(server, "--quiet")
     report = fsck(server)
     assert report["clean"], report

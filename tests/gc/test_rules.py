@@ -88,3 +88,11 @@ def test_dry_run_changes_nothing(env: Env) -> None:
         dry.blobs_deleted,
         dry.bytes_freed,
     )
+
+
+def test_re_pushing_a_blob_renews_its_grace(env: Env) -> None:
+    layer = env.push_blob("app", b"layer a client is about to reference")
+    __import__("time").sleep(1.2)
+    env.push_blob("app", b"layer a client is about to reference")  # existing blob: relinked
+    report = env.collector(delay=1.0).run()
+    assert report.links_deleted == 0 and layer["digest"] in env.linked_blobs("app")
