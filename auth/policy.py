@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from auth.models import GroupMember, PermissionRule, PublicRepository, RobotScope
+from auth.models import GroupMember, PermissionRule, PublicRepository, RobotScope, User
 from auth.patterns import matches, parse_actions
 from auth.scopes import (
     CATALOG,
@@ -103,7 +103,8 @@ class Policy:
         """Intersect each requested entry with what the principal may do; drop empties.
 
         A robot gets its token scope AND (its owner's rights OR rules granted to the robot).
-        Only admins get `registry:catalog:*`; public patterns give everyone pull.
+        Signed-in users (not robots) get `registry:catalog:*`, and the catalog lists
+        for each only what `pullable` allows; public patterns give everyone pull.
         """
         public = self._public_rules(session)
         user_rules: Rules = []
@@ -124,8 +125,9 @@ class Policy:
                 allowed |= _allowed(public, want.name)
                 actions = want.actions & allowed
             elif (want.type, want.name) == (REGISTRY, CATALOG) and want.resource_class is None:
-                is_admin = principal.is_admin and robot_scope is None
-                actions = want.actions & {"*"} if is_admin else frozenset()
+                # Signed-in users may list; the registry shows each only what it may pull.
+                is_user = not principal.anonymous and robot_scope is None
+                actions = want.actions & {"*"} if is_user else frozenset()
             else:
                 actions = frozenset()
             if actions:
@@ -136,3 +138,22 @@ class Policy:
         """Convenience for callers (e.g. the admin API) that ask about one repository."""
         result = self.grant(session, principal, [Access(REPOSITORY, name, REPOSITORY_ACTIONS)])
         return result[0].actions if result else frozenset()
+
+    def pullable(self, session: Session, username: str, names: Sequence[str]) -> list[str]:
+        """The repositories among ``names`` the user may pull (all of them for admins)."""
+        principal = principal_for_user(session, username)
+        if principal is None:
+            return []
+        if principal.is_admin:
+            return list(names)
+        wanted = [Access(REPOSITORY, n, frozenset({"pull"})) for n in names]
+        allowed = {a.name for a in self.grant(session, principal, wanted)}
+        return [n for n in names if n in allowed]
+
+
+def principal_for_user(session: Session, username: str) -> Principal | None:
+    """The principal of an enabled user account, or None."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or user.disabled:
+        return None
+    return Principal(user.username, user.id, user.is_admin)

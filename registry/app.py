@@ -109,7 +109,7 @@ def build_components(settings: Settings) -> Components:
     driver = build_driver(settings)
     auth = build_auth(build_auth_settings(settings))
     access: AccessController = (
-        OpenAccess() if settings.auth_mode == "none" else TokenAccess(auth.guard)
+        OpenAccess() if settings.auth_mode == "none" else TokenAccess(auth.guard, auth.policy, db)
     )
     return Components(
         settings=settings,

@@ -35,6 +35,10 @@ class AccessController(Protocol):
         """Return the caller if every needed scope is granted, else raise 401/403."""
         ...
 
+    async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
+        """The repositories among ``names`` the caller may pull (for the catalog)."""
+        ...
+
 
 class OpenAccess:
     """No authentication: everyone may do everything (the embedded default)."""
@@ -43,3 +47,6 @@ class OpenAccess:
 
     async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
         return self._anyone
+
+    async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
+        return names

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from anyio import to_thread
 from starlette.requests import Request
 
 from auth.guard import RequestGuard
+from auth.policy import Policy
 from auth.scopes import Access
+from registry.db.engine import Database
 from registry.domain.errors import UNAUTHORIZED, RegistryError
 from registry.http.access import AccessRequest, Principal
 
@@ -17,8 +20,12 @@ def _to_access(needed: list[AccessRequest]) -> list[Access]:
 class TokenAccess:
     """Verifies the request's bearer token against what the route needs."""
 
-    def __init__(self, guard: RequestGuard) -> None:
+    def __init__(
+        self, guard: RequestGuard, policy: Policy | None = None, db: Database | None = None
+    ) -> None:
         self.guard = guard
+        self.policy = policy
+        self.db = db
 
     async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
         # Signature checks are CPU-bound and short: no thread hop.
@@ -37,9 +44,16 @@ class TokenAccess:
         granted: frozenset[tuple[str, str, str]] = frozenset()
         if claims is not None:
             granted = frozenset((a.type, a.name, act) for a in claims.access for act in a.actions)
-        # `registry:catalog:*` lists every repository (as in distribution); tokens never carry
-        # per-repository pull for the whole registry, so filtering on it would empty the list.
-        catalog = [n for n in needed if (n.type, n.name) == ("registry", "catalog")]
-        if catalog and len(catalog) == len(needed):
-            return Principal(subject=decision.subject, granted=granted, unrestricted=True)
         return Principal(subject=decision.subject, granted=granted)
+
+    async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
+        # Tokens carry no per-repository pull for the whole registry: ask the policy.
+        if not principal.subject or self.policy is None or self.db is None:
+            return []
+        policy, db, subject = self.policy, self.db, principal.subject
+
+        def pullable() -> list[str]:
+            with db.read() as session:
+                return policy.pullable(session, subject, names)
+
+        return await to_thread.run_sync(pullable)

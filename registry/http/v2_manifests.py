@@ -133,5 +133,5 @@ class ManifestRoutes:
         listing = await to_thread.run_sync(self.listing.repositories, page)
         items = listing.items
         if not principal.unrestricted:
-            items = [r for r in items if principal.may("repository", r, "pull")]
+            items = await self.access.visible_repositories(principal, items)
         return _json({"repositories": items}, **_link("/v2/_catalog", listing, page.limit))

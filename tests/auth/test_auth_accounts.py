@@ -91,7 +91,9 @@ def test_rules_patterns_groups_and_intersection(
     assert policy.allowed_actions(session, alice, "teamx/app") == set()
     # Lacking scopes is not an error: the grant is just smaller, possibly empty.
     assert policy.grant(session, alice, [repository("secret/x", "pull")]) == []
-    assert policy.grant(session, alice, [catalog()]) == []
+    # Signed-in users may ask for the catalog; it is filtered per repository.
+    assert policy.grant(session, alice, [catalog()]) == [catalog()]
+    assert policy.pullable(session, "alice", ["team/a/b", "secret/x"]) == ["team/a/b"]
     # Names outside the repository grammar are never granted, whatever the pattern.
     accounts.grant(session, "user", "alice", "*", "pull")
     assert policy.grant(session, alice, parse_scopes(["repository:localhost:5000/x:pull"])) == []

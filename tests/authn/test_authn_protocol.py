@@ -282,15 +282,25 @@ def test_public_repositories_allow_anonymous_pull_only(authn: Lading) -> None:
     assert httpx.get(f"{authn.url}/v2/pub/tool/manifests/v1").status_code == 401
 
 
-def test_catalog_needs_registry_catalog_for_admins_only(authn: Lading, proto: SmallImage) -> None:
-    user_token = authn.token(USER, USER_PW, "registry:catalog:*", f"repository:{REPO}:pull")
-    response = httpx.get(f"{authn.url}/v2/_catalog", headers=bearer(user_token))
-    assert response.status_code == 401
-    assert challenge_params(response.headers["WWW-Authenticate"])["scope"] == ("registry:catalog:*")
+def test_catalog_lists_only_what_the_caller_may_pull(authn: Lading, proto: SmallImage) -> None:
+    anonymous = httpx.get(f"{authn.url}/v2/_catalog")
+    assert anonymous.status_code == 401
+    assert challenge_params(anonymous.headers["WWW-Authenticate"])["scope"] == "registry:catalog:*"
     admin = authn.admin_token("registry:catalog:*")
-    response = httpx.get(f"{authn.url}/v2/_catalog", headers=bearer(admin))
+    everything = httpx.get(f"{authn.url}/v2/_catalog", headers=bearer(admin))
+    assert everything.status_code == 200, everything.text
+    all_repos = everything.json()["repositories"]
+    assert REPO in all_repos, all_repos
+    user_token = authn.token(USER, USER_PW, "registry:catalog:*")
+    response = httpx.get(f"{authn.url}/v2/_catalog", headers=bearer(user_token))
     assert response.status_code == 200, response.text
-    assert REPO in response.json()["repositories"], response.json()
+    visible = response.json()["repositories"]
+    assert set(visible) <= set(all_repos)
+    assert len(visible) < len(all_repos), "a user without rights everywhere sees less"
+    for name in visible:  # everything shown is pullable by that user
+        pull = authn.token(USER, USER_PW, f"repository:{name}:pull")
+        shown = httpx.get(f"{authn.url}/v2/{name}/tags/list", headers=bearer(pull))
+        assert shown.status_code == 200, (name, shown.text)
 
 
 def test_robot_secret_only_logs_in_as_its_robot(authn: Lading, proto: SmallImage) -> None:
