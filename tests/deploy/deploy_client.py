@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -18,11 +19,22 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 class RegistryClient:
-    def __init__(self, url: str, username: str, password: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        tokens: dict[str, str] | None = None,
+        own_realm: bool = False,
+    ) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=120.0)
         self.credentials = (username, password)
-        self._tokens: dict[str, str] = {}
+        # Share ``tokens`` between clients to use one replica's tokens on another.
+        self._tokens: dict[str, str] = {} if tokens is None else tokens
+        # Fetch tokens from this client's own server instead of the advertised realm.
+        self.own_realm = own_realm
 
     def auth_enabled(self) -> bool:
         return self.http.get("/v2/").status_code == 401
@@ -30,7 +42,10 @@ class RegistryClient:
     def _token(self, challenge: str, scope: str) -> str:
         params = dict(_CHALLENGE.findall(challenge))
         query = {"service": params.get("service", ""), "scope": scope}
-        response = httpx.get(params["realm"], params=query, auth=self.credentials, timeout=60)
+        realm = params["realm"]
+        if self.own_realm:
+            realm = self.url + urlsplit(realm).path
+        response = httpx.get(realm, params=query, auth=self.credentials, timeout=60)
         response.raise_for_status()
         body = response.json()
         return str(body.get("token") or body["access_token"])

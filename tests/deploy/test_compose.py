@@ -173,7 +173,9 @@ def test_two_replicas_share_state(compose: stack.Compose) -> None:
         assert len(ids) == 2
         urls = [f"http://{compose.address(cid)}:5000" for cid in ids]
         password = compose.env["ADMIN_PASSWORD"]
-        clients = [RegistryClient(u, ADMIN, password) for u in urls]
+        # One token cache for both: a token issued by one replica must work on the other.
+        shared: dict[str, str] = {}
+        clients = [RegistryClient(u, ADMIN, password, tokens=shared, own_realm=True) for u in urls]
         data = secrets.token_bytes(3 * 1024 * 1024 + 123)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         chunks = [data[i : i + 1024 * 1024] for i in range(0, len(data), 1024 * 1024)]
