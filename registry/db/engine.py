@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -130,7 +130,7 @@ class Database:
         with self.writer_lock(), self._write_engine.begin() as conn:
             yield conn
 
-    def fetch_one(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    def fetch_one(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run a read-only query with ``:name`` parameters on a raw pooled connection.
 
         Hot lookups (manifest GET, blob HEAD) spend ~300 µs in an ORM session
@@ -139,10 +139,10 @@ class Database:
         rows = self._raw(sql, params, one=True)
         return rows[0] if rows else None
 
-    def fetch_all(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def fetch_all(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return self._raw(sql, params, one=False)
 
-    def _raw(self, sql: str, params: dict[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
+    def _raw(self, sql: str, params: Mapping[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
         if self.dialect != "sqlite":
             sql = to_pyformat(sql)
         conn = self.engine.raw_connection()

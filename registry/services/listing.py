@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import SQLColumnExpression, exists, select
 
 from registry.db.engine import Database
-from registry.db.models import Manifest, Repository, Tag
+from registry.db.models import Manifest, Repository
 from registry.domain.errors import NAME_UNKNOWN, RegistryError
 from registry.domain.pagination import Page
 
@@ -25,6 +25,13 @@ def _page(rows: list[str], limit: int) -> Listing:
     return Listing(rows, None)
 
 
+_REPO_ID = "SELECT id FROM repositories WHERE name = :name"
+# {after} and {collate} are fixed SQL fragments chosen in code, never input.
+_TAGS = (
+    "SELECT name FROM tags WHERE repository_id = :repo{after} ORDER BY name{collate} LIMIT :limit"
+)
+
+
 class ListingService:
     def __init__(self, db: Database, default_page: int) -> None:
         self.db = db
@@ -37,18 +44,20 @@ class ListingService:
 
     def tags(self, repository: str, page: Page) -> Listing:
         limit = self.default_page if page.limit is None else page.limit
-        with self.db.read() as session:
-            repo_id = session.scalar(select(Repository.id).where(Repository.name == repository))
-            if repo_id is None:
-                raise RegistryError(NAME_UNKNOWN, detail={"name": repository})
-            if limit == 0:
-                return Listing([], None)
-            name = self._bytewise(Tag.name)
-            query = select(Tag.name).where(Tag.repository_id == repo_id)
-            if page.last is not None:
-                query = query.where(name > page.last)
-            rows = list(session.scalars(query.order_by(name).limit(limit + 1)))
-        return _page(rows, limit)
+        repo = self.db.fetch_one(_REPO_ID, {"name": repository})
+        if repo is None:
+            raise RegistryError(NAME_UNKNOWN, detail={"name": repository})
+        if limit == 0:
+            return Listing([], None)
+        # Plain SQL: an ORM session costs milliseconds on a 5,000-tag list.
+        collate = ' COLLATE "C"' if self.db.dialect == "postgresql" else ""
+        params: dict[str, object] = {"repo": repo[0], "limit": limit + 1}
+        after = ""
+        if page.last is not None:
+            after = f" AND name{collate} > :last"
+            params["last"] = page.last
+        rows = self.db.fetch_all(_TAGS.format(after=after, collate=collate), params)
+        return _page([r[0] for r in rows], limit)
 
     def repositories(self, page: Page, visible: str | None = None) -> Listing:
         """Repositories holding at least one manifest, in lexical order."""
