@@ -15,11 +15,20 @@ from support.server import RegistryServer, start_lading
 
 GC_ENV = {"LADING_GC_INTERVAL_SECONDS": "0", "LADING_GC_REVIEW_DELAY": "0"}
 ADMIN_TOKEN = "test-admin-token-0123456789"
+# On a loaded 2-core machine uvicorn's supervisor can restart slow-starting workers for a
+# while; give servers time, and one worker where several processes prove nothing.
+READY_TIMEOUT = 180.0
+ONE_WORKER = ["--workers", "1"]
 
 
 @pytest.fixture(scope="session")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = start_lading(tmp_path_factory.mktemp("admin"), env=GC_ENV, args=["--workers", "2"])
+    server = start_lading(
+        tmp_path_factory.mktemp("admin"),
+        env=GC_ENV,
+        args=["--workers", "2"],
+        ready_timeout=READY_TIMEOUT,
+    )
     yield server
     server.stop()
 
@@ -28,7 +37,12 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
 def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """A server whose admin API wants ``LADING_ADMIN_TOKEN``."""
     env = {**GC_ENV, "LADING_ADMIN_TOKEN": ADMIN_TOKEN}
-    server = start_lading(tmp_path_factory.mktemp("admin-guarded"), env=env)
+    server = start_lading(
+        tmp_path_factory.mktemp("admin-guarded"),
+        env=env,
+        args=ONE_WORKER,
+        ready_timeout=READY_TIMEOUT,
+    )
     yield server
     server.stop()
 
@@ -36,7 +50,12 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 @pytest.fixture
 def cleanup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """A server of its own: storage totals are measured on it."""
-    server = start_lading(tmp_path_factory.mktemp("admin-cleanup"), env=GC_ENV)
+    server = start_lading(
+        tmp_path_factory.mktemp("admin-cleanup"),
+        env=GC_ENV,
+        args=ONE_WORKER,
+        ready_timeout=READY_TIMEOUT,
+    )
     yield server
     server.stop()
 

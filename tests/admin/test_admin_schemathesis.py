@@ -9,7 +9,7 @@ import httpx
 import pytest
 import schemathesis
 from admin_support import push_image, push_index
-from conftest import GC_ENV
+from conftest import GC_ENV, ONE_WORKER, READY_TIMEOUT
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -22,7 +22,12 @@ from support.server import RegistryServer, start_lading
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """Its own server: generated requests may apply retention policies to everything."""
-    server = start_lading(tmp_path_factory.mktemp("admin-fuzz"), env=GC_ENV)
+    server = start_lading(
+        tmp_path_factory.mktemp("admin-fuzz"),
+        env=GC_ENV,
+        args=ONE_WORKER,
+        ready_timeout=READY_TIMEOUT,
+    )
     with server.client() as client:
         amd = push_image(client, "fuzz/app", "v1", 1)
         arm = push_image(client, "fuzz/app", None, 2, arch="arm64")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from admin_support import errors_of
-from conftest import GC_ENV
+from conftest import GC_ENV, ONE_WORKER, READY_TIMEOUT
 from support.server import RegistryServer, lading_command, start_lading
 
 ADMIN, ADMIN_PW = "boss", "boss-password-1"
@@ -28,7 +28,13 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
         "LADING_AUTH_ADMIN_PASSWORD": ADMIN_PW,
         "LADING_ADMIN_TOKEN": STATIC,
     }
-    server = start_lading(tmp_path_factory.mktemp("admin-token"), env=env, ready_statuses=(401,))
+    server = start_lading(
+        tmp_path_factory.mktemp("admin-token"),
+        env=env,
+        args=ONE_WORKER,
+        ready_timeout=READY_TIMEOUT,
+        ready_statuses=(401,),
+    )
     yield server
     server.stop()
 
