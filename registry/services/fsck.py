@@ -118,7 +118,10 @@ class FsckService:
             wanted = set(keys)
             for key in wanted - seen.keys():
                 session.execute(
-                    text("INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"),
+                    text(
+                        "INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"
+                        " ON CONFLICT (key) DO NOTHING"  # another collector saw it too
+                    ),
                     {"k": key, "t": now},
                 )
                 seen[key] = now

@@ -250,7 +250,10 @@ class GarbageCollector:
                     continue
                 if key not in seen:
                     session.execute(
-                        text("INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"),
+                        text(
+                            "INSERT INTO gc_orphans (key, first_seen) VALUES (:k, :t)"
+                            " ON CONFLICT (key) DO NOTHING"  # another collector saw it too
+                        ),
                         {"k": key, "t": now},
                     )
                 elif seen[key] <= now - self.upload_purge_after:
