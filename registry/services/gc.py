@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import GcRun, utcnow
@@ -27,6 +29,9 @@ from registry.services.gc_tasks import ObjectBusy, TaskResult
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
 log = logging.getLogger("lading.gc")
+
+# Deadlock, serialization failure, lock not available (PostgreSQL SQLSTATEs).
+_RETRYABLE = frozenset({"40P01", "40001", "55P03"})
 
 # Called with (phase, done, total) as a pass advances; total may grow.
 Progress = Callable[[str, int, int], None]
@@ -134,6 +139,14 @@ class GarbageCollector:
                     with self.db.write() as session:
                         gc_tasks.postpone(session, busy)
                     time.sleep(0.02)
+                    continue
+                except OperationalError as exc:
+                    # Trigger upserts of two collectors can deadlock on PostgreSQL; the
+                    # batch rolled back as a whole, so simply take it again.
+                    if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
+                        raise
+                    log.info("gc: retrying a batch after %s", type(exc.orig).__name__)
+                    time.sleep(random.uniform(0.01, 0.1))
                     continue
                 if not tasks:
                     break
