@@ -27,6 +27,7 @@ from registry.http.errors import (
     unexpected_error_handler,
 )
 from registry.http.middleware import RequestContextMiddleware
+from registry.http.offload import Offloader
 from registry.http.ops import Metrics, OpsRoutes
 from registry.http.token_access import TokenAccess
 from registry.http.token_routes import TokenRoutes
@@ -172,22 +173,33 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
         finally:
             if gc_worker is not None:
                 await to_thread.run_sync(gc_worker.stop)
+            offload.close()
             components.db.dispose()
             metrics.worker_exiting()
 
+    offload = Offloader()
     router = V2Router(
         components.access,
         BlobRoutes(
-            components.access, components.blobs, components.uploads, redirect=settings.s3_redirect
+            components.access,
+            components.blobs,
+            components.uploads,
+            redirect=settings.s3_redirect,
+            offload=offload,
         ),
         ManifestRoutes(
-            components.access, components.manifests, components.listing, settings.page_size_max
+            components.access,
+            components.manifests,
+            components.listing,
+            settings.page_size_max,
+            offload=offload,
         ),
     )
     app = Starlette(
         routes=[
-            *OpsRoutes(components.db, components.driver, metrics).routes(),
+            # The registry API first: it is the hot path, and routes match in order.
             *router.routes(),
+            *OpsRoutes(components.db, components.driver, metrics).routes(),
             *admin_routes(
                 settings, components.db, components.driver, components.manifests, components.auth
             ),

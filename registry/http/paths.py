@@ -47,9 +47,23 @@ class V2Path:
     valid: bool = True
 
 
+# A route can only match a path containing its marker; skipping the others
+# saves most of the (backtracking) name-grammar matching on hot paths.
+_MARKERS = {
+    "upload": "/blobs/uploads/",
+    "uploads": "/blobs/uploads",
+    "blob": "/blobs/",
+    "manifest": "/manifests/",
+    "tags": "/tags/list",
+    "referrers": "/referrers/",
+}
+
+
 def parse_v2_path(rest: str) -> V2Path | None:
     """Parse what follows ``/v2/``; None when no route has this shape."""
     for kind, pattern in _ROUTES:
+        if _MARKERS[kind] not in rest:
+            continue
         match = pattern.fullmatch(rest)
         if match is not None:
             groups = match.groupdict()
@@ -61,6 +75,8 @@ def parse_v2_path(rest: str) -> V2Path | None:
                 groups.get("upload"),
             )
     for kind, pattern in _LOOSE:
+        if _MARKERS[kind] not in rest:
+            continue
         match = pattern.fullmatch(rest)
         if match is not None:
             groups = match.groupdict()

@@ -20,6 +20,7 @@ from registry.domain.names import check_name
 from registry.http.access import AccessController, AccessRequest, Principal
 from registry.http.bodies import content_length, pump_into
 from registry.http.errors import API_VERSION_HEADER
+from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
 from registry.services.uploads import Appender, UploadService, UploadStatus
 
@@ -81,7 +82,9 @@ class BlobRoutes:
         blobs: BlobService,
         uploads: UploadService,
         redirect: bool = False,
+        offload: Offloader | None = None,
     ) -> None:
+        self.offload = offload or Offloader()
         self.access = access
         self.blobs = blobs
         self.uploads = uploads
@@ -99,7 +102,7 @@ class BlobRoutes:
             await to_thread.run_sync(self.blobs.delete, name, digest)
             return Response(status_code=202, headers=_headers(**{"Content-Length": "0"}))
         await self._authorize(request, name, "pull")
-        info = await to_thread.run_sync(self.blobs.stat, name, digest)
+        info = await self.offload(self.blobs.stat, name, digest)
         return await self._send(request, info)
 
     async def _send(self, request: Request, info: BlobInfo) -> Response:

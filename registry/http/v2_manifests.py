@@ -18,6 +18,7 @@ from registry.domain.pagination import parse_page
 from registry.http.access import AccessController, AccessRequest
 from registry.http.bodies import read_limited
 from registry.http.errors import API_VERSION_HEADER
+from registry.http.offload import Offloader
 from registry.services.listing import Listing, ListingService
 from registry.services.manifests import ManifestService, index_document
 
@@ -47,7 +48,9 @@ class ManifestRoutes:
         manifests: ManifestService,
         listing: ListingService,
         page_cap: int,
+        offload: Offloader | None = None,
     ) -> None:
+        self.offload = offload or Offloader()
         self.access = access
         self.manifests = manifests
         self.listing = listing
@@ -58,7 +61,7 @@ class ManifestRoutes:
         method = request.method
         if method in ("GET", "HEAD"):
             await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
-            record = await to_thread.run_sync(self.manifests.resolve, name, reference)
+            record = await self.offload(self.manifests.resolve, name, reference)
             headers = {
                 **API_VERSION_HEADER,
                 "Docker-Content-Digest": record.digest,
@@ -70,7 +73,7 @@ class ManifestRoutes:
                 return Response(status_code=200, headers=headers)
             payload = self.manifests.cache.get(record.storage_key)
             if payload is None:
-                payload = await to_thread.run_sync(self.manifests.payload, record)
+                payload = await self.offload(self.manifests.payload, record)
             pulled = None
             if self.manifests.pull_due(record.id):
                 pulled = BackgroundTask(to_thread.run_sync, self.manifests.record_pull, record.id)
