@@ -91,9 +91,12 @@ def compose(
         engine.run("image", "rm", "-f", f"{project}/lading:test", check=False)
 
 
-def _up(compose: stack.Compose, *args: str, replicas: int = 1) -> list[str]:
+def _up(
+    compose: stack.Compose, *args: str, replicas: int = 1, profiles: tuple[str, ...] = ()
+) -> list[str]:
     started = time.monotonic()
-    compose("up", "-d", *args, timeout=600)
+    selected = [part for name in profiles for part in ("--profile", name)]
+    compose(*selected, "up", "-d", *args, timeout=600)
     ids = compose.wait_healthy("lading", count=replicas)
     stack.log(f"stack healthy in {time.monotonic() - started:.0f}s")
     return ids
@@ -206,6 +209,51 @@ def test_two_replicas_share_state(compose: stack.Compose) -> None:
         assert clients[0].tags("scale/app") == clients[1].tags("scale/app") == ["v1"]
     finally:
         compose.env["LADING_HTTP_PORT"] = str(free_port())
+
+
+def test_replicas_on_the_s3_profile(compose: stack.Compose, tmp_path: Path) -> None:
+    """``--profile s3``: blobs in the rclone S3 store, two replicas alternating."""
+    env_file = Path(compose.env["LADING_ENV_FILE"])
+    s3_env = tmp_path / "lading-s3.env"
+    s3_env.write_text(
+        env_file.read_text()
+        + "LADING_STORAGE=s3\n"
+        + "LADING_S3_ENDPOINT_URL=http://s3:9000\n"
+        + "LADING_S3_BUCKET=lading\n"
+        + "LADING_S3_ACCESS_KEY=lading\n"
+        + f"LADING_S3_SECRET_KEY={secrets.token_urlsafe(16)}\n"
+    )
+    saved = dict(compose.env)
+    compose.env.update(
+        {
+            "LADING_ENV_FILE": str(s3_env),
+            "LADING_HTTP_PORT": "",
+            "LADING_S3_IMAGE": f"{compose.project}/s3:test",
+        }
+    )
+    try:
+        compose("--profile", "s3", "build", "s3", timeout=900)
+        ids = _up(compose, "--scale", "lading=2", replicas=2, profiles=("s3",))
+        urls = [f"http://{compose.address(cid)}:5000" for cid in ids]
+        shared: dict[str, str] = {}
+        password = compose.env["ADMIN_PASSWORD"]
+        clients = [RegistryClient(u, ADMIN, password, tokens=shared, own_realm=True) for u in urls]
+        data = secrets.token_bytes(2 * 1024 * 1024 + 7)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        chunks = [data[i : i + 1024 * 1024] for i in range(0, len(data), 1024 * 1024)]
+        served_by = RegistryClient.alternating_upload(clients, "s3/app", chunks, digest)
+        assert len(set(served_by)) == 2
+        assert clients[0].get_blob("s3/app", digest) == data
+        assert clients[1].get_blob("s3/app", digest) == data
+        # The bytes are in the S3 store's volume, not in lading-data.
+        s3_ids = compose.container_ids("s3")
+        listing = compose.engine.out("exec", s3_ids[0], "find", "/data/lading", "-type", "f")
+        assert listing, "no object in the S3 bucket"
+    finally:
+        compose("--profile", "s3", "down", timeout=300)
+        compose.env.clear()
+        compose.env.update(saved)
+        compose.engine.run("image", "rm", "-f", f"{compose.project}/s3:test", check=False)
 
 
 def _docker_login(engine: DockerEngine, host: str, password: str) -> None:
