@@ -1,0 +1,238 @@
+"""Lading on S3 versus boto3 on the same S3 server: `.venv/bin/python -m bench.s3_bench [--quick]`.
+
+Starts one S3-compatible server on 127.0.0.1 per ``--server`` (rclone and/or moto, through
+tests/s3servers.py), then, against a fresh bucket of that server and in the same run:
+
+- boto3 alone: ``upload_fileobj`` (multipart, ``TransferConfig``) and ``download_fileobj``
+  of the blob's bytes; this is what the S3 server and the client can do at all;
+- Lading (``lading serve``, one worker, ``LADING_STORAGE=s3``): a chunked push of the same
+  bytes (16 MiB PATCHes, then PUT ?digest=) and a pull of the blob.
+
+It prints MB/s, Lading/boto3 ratios (target >= 0.80) and Lading's peak RSS during a small
+and a full-size push (it must not grow with the blob size). ``--repeat N`` interleaves N
+rounds and reports medians. Everything it starts is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.servers import REPO_ROOT, ClientCpu, ProcSampler, Server, start_lading
+from bench.workloads import CHUNK, BigBlob, make_big_blob, pull, push_chunked
+
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from s3servers import S3Server, start_moto, start_rclone
+
+MiB = 1024 * 1024
+TARGET = 0.80
+DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "s3_latest.json"
+
+
+class BlobReader(io.RawIOBase):
+    """A file-like view of a BigBlob for boto3 (no copy of the whole blob)."""
+
+    def __init__(self, blob: BigBlob) -> None:
+        self._chunks = blob.chunks()
+        self._index = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(view) and self._index < len(self._chunks):
+            pre, rest = self._chunks[self._index]
+            whole_len = len(pre) + len(rest)
+            pos = self._offset
+            if pos < len(pre):
+                n = min(len(pre) - pos, len(view) - written)
+                view[written : written + n] = pre[pos : pos + n]
+            else:
+                n = min(whole_len - pos, len(view) - written)
+                view[written : written + n] = rest[pos - len(pre) : pos - len(pre) + n]
+            written += n
+            self._offset += n
+            if self._offset == whole_len:
+                self._index += 1
+                self._offset = 0
+        return written
+
+
+class Sink(io.RawIOBase):
+    """Discards what boto3 downloads; seekable, so boto3 writes parts as they arrive."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = offset if whence == io.SEEK_SET else self._pos + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data: Any) -> int:
+        n = len(memoryview(data).cast("B"))
+        self.size += n
+        self._pos += n
+        return n
+
+
+def boto3_round(server: S3Server, bucket: str, blob: BigBlob, part_mib: int) -> dict[str, float]:
+    from boto3.s3.transfer import TransferConfig
+
+    client = server.client()
+    config = TransferConfig(multipart_chunksize=part_mib * MiB, multipart_threshold=part_mib * MiB)
+    key = f"boto3/{time.monotonic_ns()}"
+    with ClientCpu() as up:
+        client.upload_fileobj(BlobReader(blob), bucket, key, Config=config)
+    sink = Sink()
+    with ClientCpu() as down:
+        client.download_fileobj(bucket, key, sink, Config=config)
+    if sink.size != blob.size:
+        raise RuntimeError(f"boto3 downloaded {sink.size} bytes, expected {blob.size}")
+    client.delete_object(Bucket=bucket, Key=key)
+    return {"push_mbs": blob.size / MiB / up.wall, "pull_mbs": blob.size / MiB / down.wall}
+
+
+def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
+    with ProcSampler(lading.pid) as mem, ClientCpu() as up:
+        push_chunked(lading, repo, blob, digest)
+    with ClientCpu() as down:
+        pull(lading, repo, digest, blob.size)
+    return {
+        "push_mbs": blob.size / MiB / up.wall,
+        "pull_mbs": blob.size / MiB / down.wall,
+        "peak_rss_mib": mem.peak_rss / MiB,
+        "idle_rss_mib": mem.base_rss / MiB,
+    }
+
+
+def lading_env(server: S3Server, bucket: str) -> dict[str, str]:
+    return {
+        "LADING_STORAGE": "s3",
+        "LADING_S3_BUCKET": bucket,
+        "LADING_S3_ENDPOINT_URL": server.endpoint_url,
+        "LADING_S3_REGION": server.region,
+        "LADING_S3_PATH_STYLE": "true",
+        "LADING_S3_ACCESS_KEY": server.access_key,
+        "LADING_S3_SECRET_KEY": server.secret_key,
+        "LADING_S3_PREFIX": "bench",
+        "LADING_WORKERS": "1",
+        "LADING_GC_INTERVAL_SECONDS": "0",
+        "LADING_LOG_LEVEL": "warning",
+    }
+
+
+def median(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def bench_server(
+    name: str, start: Callable[[], S3Server], size: int, small: int, repeat: int, part_mib: int
+) -> dict[str, Any]:
+    print(f"== {name}: starting", flush=True)
+    s3 = start()
+    lading: Server | None = None
+    try:
+        bucket = f"bench-{os.getpid()}"
+        s3.create_bucket(bucket)
+        lading = start_lading(f"lading-s3-{name}", lading_env(s3, bucket))
+        base = os.urandom(CHUNK)
+        small_blob, small_digest = make_big_blob(small, b"small", base)
+        small_round = lading_round(lading, small_blob, small_digest, "bench/small")
+        boto, ours = [], []
+        for i in range(repeat):
+            blob, digest = make_big_blob(size, f"{name}-{i}".encode(), base)
+            boto.append(boto3_round(s3, bucket, blob, part_mib))
+            print(f"   boto3  round {i + 1}: {boto[-1]}", flush=True)
+            ours.append(lading_round(lading, blob, digest, f"bench/big{i}"))
+            print(f"   lading round {i + 1}: {ours[-1]}", flush=True)
+        return {
+            "server": name,
+            "size_mib": size // MiB,
+            "small_mib": small // MiB,
+            "boto3_push_mbs": median(boto, "push_mbs"),
+            "boto3_pull_mbs": median(boto, "pull_mbs"),
+            "lading_push_mbs": median(ours, "push_mbs"),
+            "lading_pull_mbs": median(ours, "pull_mbs"),
+            "lading_peak_rss_mib": max(r["peak_rss_mib"] for r in ours),
+            "lading_idle_rss_mib": small_round["idle_rss_mib"],
+            "lading_peak_rss_small_mib": small_round["peak_rss_mib"],
+            "rounds": {"boto3": boto, "lading": ours},
+            "load": os.getloadavg()[0],
+        }
+    finally:
+        if lading is not None:
+            lading.stop()
+        s3.stop()
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'S3 server':<10} {'op':<5} {'boto3 MB/s':>11} {'Lading MB/s':>12} {'ratio':>6}  verdict",
+    ]
+    for r in results:
+        for op in ("push", "pull"):
+            b, ours = r[f"boto3_{op}_mbs"], r[f"lading_{op}_mbs"]
+            ratio = ours / b if b else float("nan")
+            verdict = "PASS" if ratio >= TARGET else "FAIL"
+            lines.append(
+                f"{r['server']:<10} {op:<5} {b:>11.1f} {ours:>12.1f} {ratio:>6.2f}  {verdict}"
+            )
+        lines.append(
+            f"{'':<10} Lading RSS: idle {r['lading_idle_rss_mib']:.0f} MiB, peak "
+            f"{r['lading_peak_rss_small_mib']:.0f} MiB pushing {r['small_mib']} MiB, peak "
+            f"{r['lading_peak_rss_mib']:.0f} MiB pushing {r['size_mib']} MiB "
+            f"(load {r['load']:.1f})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.s3_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="256 MiB instead of 1 GiB")
+    parser.add_argument("--size-mib", type=int, help="blob size (default 1024, quick 256)")
+    parser.add_argument("--server", choices=["rclone", "moto", "both"], default="rclone")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per server (median)")
+    parser.add_argument("--boto3-part-mib", type=int, default=8, help="boto3 multipart size")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    args = parser.parse_args(argv)
+    size = (args.size_mib or (256 if args.quick else 1024)) * MiB
+    small = min(64 * MiB, size)
+    starts: dict[str, Callable[[], S3Server]] = {"rclone": start_rclone, "moto": start_moto}
+    names = ["rclone", "moto"] if args.server == "both" else [args.server]
+    results = [
+        bench_server(n, starts[n], size, small, max(args.repeat, 1), args.boto3_part_mib)
+        for n in names
+    ]
+    print()
+    print(table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, sort_keys=True))
+    print(f"\nresults written to {args.json}")
+    ops = ("push", "pull")
+    failed = any(r[f"lading_{o}_mbs"] < TARGET * r[f"boto3_{o}_mbs"] for r in results for o in ops)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
