@@ -9,6 +9,7 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from registry.db.engine import QuickReadUnavailable
 from registry.domain.digests import Digest, parse_digest
 from registry.domain.errors import (
     DIGEST_INVALID,
@@ -102,7 +103,10 @@ class BlobRoutes:
             await to_thread.run_sync(self.blobs.delete, name, digest)
             return Response(status_code=202, headers=_headers(**{"Content-Length": "0"}))
         await self._authorize(request, name, "pull")
-        info = await self.offload(self.blobs.stat, name, digest)
+        try:
+            info = self.blobs.stat(name, digest, quick=True)
+        except QuickReadUnavailable:
+            info = await self.offload(self.blobs.stat, name, digest)
         return await self._send(request, info)
 
     async def _send(self, request: Request, info: BlobInfo) -> Response:

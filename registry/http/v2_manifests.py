@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from registry.db.engine import QuickReadUnavailable
 from registry.domain.digests import parse_digest
 from registry.domain.errors import UNSUPPORTED, RegistryError
 from registry.domain.manifests import OCI_INDEX
@@ -61,7 +62,10 @@ class ManifestRoutes:
         method = request.method
         if method in ("GET", "HEAD"):
             await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
-            record = await self.offload(self.manifests.resolve, name, reference)
+            try:
+                record = self.manifests.resolve(name, reference, quick=True)
+            except QuickReadUnavailable:
+                record = await self.offload(self.manifests.resolve, name, reference)
             headers = {
                 **API_VERSION_HEADER,
                 "Docker-Content-Digest": record.digest,

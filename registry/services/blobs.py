@@ -76,9 +76,13 @@ class BlobService:
         self.db = db
         self.driver = driver
 
-    def stat(self, repository: str, digest: Digest) -> BlobInfo:
-        """The blob as linked in ``repository``; BLOB_UNKNOWN otherwise."""
-        row = self.db.fetch_one(_STAT, {"name": repository, "digest": str(digest)})
+    def stat(self, repository: str, digest: Digest, *, quick: bool = False) -> BlobInfo:
+        """The blob as linked in ``repository``; BLOB_UNKNOWN otherwise.
+
+        ``quick``: see Database.fetch_one_quick.
+        """
+        fetch = self.db.fetch_one_quick if quick else self.db.fetch_one
+        row = fetch(_STAT, {"name": repository, "digest": str(digest)})
         if row is None:
             raise RegistryError(BLOB_UNKNOWN, detail={"digest": str(digest)})
         return BlobInfo(digest=str(digest), size=row[0], storage_key=row[1])

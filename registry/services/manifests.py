@@ -149,14 +149,19 @@ class ManifestService:
         self._pulls: dict[int, float] = {}
 
     # -- reads ---------------------------------------------------------------
-    def resolve(self, repository: str, reference: str) -> ManifestRecord:
-        """Find a manifest by tag or digest in ``repository``."""
+    def resolve(self, repository: str, reference: str, *, quick: bool = False) -> ManifestRecord:
+        """Find a manifest by tag or digest in ``repository``.
+
+        ``quick``: run on the calling (event loop) thread or raise
+        QuickReadUnavailable (see Database.fetch_one_quick).
+        """
+        fetch = self.db.fetch_one_quick if quick else self.db.fetch_one
         if looks_like_digest(reference):
             digest = str(parse_digest(reference))
-            row = self.db.fetch_one(_BY_DIGEST, {"name": repository, "digest": digest})
+            row = fetch(_BY_DIGEST, {"name": repository, "digest": digest})
         else:
             check_tag(reference)
-            row = self.db.fetch_one(_BY_TAG, {"name": repository, "tag": reference})
+            row = fetch(_BY_TAG, {"name": repository, "tag": reference})
         if row is None:
             raise RegistryError(
                 MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
@@ -273,10 +278,11 @@ class ManifestService:
             except StorageError as exc:
                 raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
         try:
-            with self.db.raw_transaction() as tx:
-                record = self._record_manifest(
+            record: ManifestRecord = self.db.run_raw(
+                lambda tx: self._record_manifest(
                     tx, repository, digest_text, parsed, payload, key, tag
                 )
+            )
         except BaseException:
             if key is not None:
                 with contextlib.suppress(StorageError):
