@@ -48,8 +48,8 @@ def test_serve_exits_on_closed_port(tmp_path: Path) -> None:
     assert f"cannot reach S3 bucket 'anything' at http://127.0.0.1:{port}" in output, output[-3000:]
 
 
-def test_serve_exits_on_missing_bucket(own_s3: S3Target, tmp_path: Path) -> None:
-    result, took = _serve(own_s3.env(LADING_S3_BUCKET="no-such-bucket"), tmp_path / "data")
+def test_serve_exits_on_missing_bucket(s3: S3Target, tmp_path: Path) -> None:
+    result, took = _serve(s3.env(LADING_S3_BUCKET="no-such-bucket"), tmp_path / "data")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert took < START_LIMIT, f"took {took:.1f}s"
