@@ -1,4 +1,8 @@
-"""Real clients against Lading on S3: the Docker engine and skopeo (moto and rclone)."""
+"""Real clients against Lading on S3: the Docker engine and skopeo (moto and rclone).
+
+Docker pulls in redirect mode (blobs fetched from presigned S3 URLs); skopeo reads
+blobs through Lading itself.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from s3e2e_support import S3Target
+from s3e2e_support import S3Target, restart_lading
 from support.dockerd import DockerEngine
 from support.images import (
     ImageFacts,
@@ -28,7 +32,7 @@ from support.oci import (
     verify_layout_blobs,
     write_index_layout,
 )
-from support.server import RegistryServer
+from support.server import RegistryFactory, RegistryServer
 from support.tools import require_tool
 
 PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
@@ -66,6 +70,7 @@ def test_docker_push_pull_and_mount(
     built_image: ImageFacts,
     s3: S3Target,
     s3_lading: Callable[..., RegistryServer],
+    lading_factory: RegistryFactory,
 ) -> None:
     server = s3_lading()
     if not image_exists(docker_engine, built_image.id):
@@ -85,6 +90,14 @@ def test_docker_push_pull_and_mount(
     assert "Pushed" not in output, output
     assert "Mounted from s3e2e/app" in output, output
 
+    # Pull in redirect mode: every blob GET answers 307 to a presigned S3 URL, and
+    # the Docker engine must fetch the layers from S3 itself.
+    server.extra_env["LADING_S3_REDIRECT"] = "true"
+    server = restart_lading(lading_factory, server)
+    with server.client() as client:
+        config = client.get(f"/v2/s3e2e/other/blobs/{built_image.id}")
+        assert config.status_code == 307, config.text
+        assert config.headers["Location"].startswith(s3.server.endpoint_url)
     _forget(docker_engine, built_image.id)
     assert not image_exists(docker_engine, built_image.id)
     output = docker_engine.out("pull", f"{other}@{digest}")
