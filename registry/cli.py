@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from registry.commands import admin_cli, fsck, gc, migrate, serve, users
 from registry.settings import SettingsError
+from storage.driver import StorageError
 
 # Each module adds its own subcommand(s).
 COMMAND_MODULES = [serve, migrate, gc, fsck, users, admin_cli]
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except SettingsError as exc:
+    except (SettingsError, StorageError) as exc:
+        # Configuration and unreachable storage are the operator's to fix: no traceback.
         print(f"lading: {exc}", file=sys.stderr)
         return 2
     return result
