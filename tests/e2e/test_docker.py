@@ -111,7 +111,10 @@ def test_push_remove_pull_roundtrip(
     assert not image_exists(docker_engine, pushed.facts.id)
 
     output = docker_engine.out("pull", pushed.ref("v1"))
-    assert "Already exists" not in output, output
+    # Other tests on a shared engine may still hold the base layer; every other
+    # layer must come from the registry.
+    assert output.count("Already exists") <= 1, output
+    assert output.count("Pull complete") >= len(pushed.facts.layers) - 1, output
     assert pushed.digest in output, output
     pulled = inspect(docker_engine, pushed.ref("v1"))
     assert pulled.id == pushed.facts.id
