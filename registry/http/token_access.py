@@ -5,11 +5,12 @@ from __future__ import annotations
 from anyio import to_thread
 from starlette.requests import Request
 
+from auth.challenge import INSUFFICIENT_SCOPE
 from auth.guard import RequestGuard
-from auth.policy import Policy
-from auth.scopes import Access
+from auth.policy import Policy, principal_for_user
+from auth.scopes import Access, merge
 from registry.db.engine import Database
-from registry.domain.errors import UNAUTHORIZED, RegistryError
+from registry.domain.errors import DENIED, UNAUTHORIZED, RegistryError
 from registry.http.access import AccessRequest, Principal
 
 
@@ -31,6 +32,15 @@ class TokenAccess:
         # Signature checks are CPU-bound and short: no thread hop.
         decision = self.guard.check(request.headers.get("authorization"), _to_access(needed))
         if not decision.allowed:
+            if decision.error == INSUFFICIENT_SCOPE and await self._refused_by_policy(
+                decision.subject, needed
+            ):
+                # A new token would not help: the account itself lacks the access.
+                raise RegistryError(
+                    DENIED,
+                    detail=[{"Type": n.type, "Name": n.name, "Action": a}
+                            for n in needed for a in n.actions],
+                )  # fmt: skip
             raise RegistryError(
                 UNAUTHORIZED,
                 "authentication required"
@@ -45,6 +55,32 @@ class TokenAccess:
         if claims is not None:
             granted = frozenset((a.type, a.name, act) for a in claims.access for act in a.actions)
         return Principal(subject=decision.subject, granted=granted)
+
+    async def _refused_by_policy(self, subject: str | None, needed: list[AccessRequest]) -> bool:
+        """True when a signed-in user's account (not just this token) lacks ``needed``.
+
+        Anonymous callers and robots keep the 401 challenge: logging in, or a
+        token for the right scope, may still succeed.
+        """
+        if not subject or "+" in subject or self.policy is None or self.db is None:
+            return False
+        policy, db, wanted = self.policy, self.db, _to_access(needed)
+
+        def refused() -> bool:
+            with db.read() as session:
+                principal = principal_for_user(session, subject)
+                if principal is None:
+                    return True
+                granted = merge(policy.grant(session, principal, wanted))
+                return any(
+                    not any(
+                        (g.type, g.name) == (w.type, w.name) and w.actions <= g.actions
+                        for g in granted
+                    )
+                    for w in wanted
+                )
+
+        return await to_thread.run_sync(refused)
 
     async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
         # Tokens carry no per-repository pull for the whole registry: ask the policy.

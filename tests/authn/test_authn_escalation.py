@@ -34,11 +34,11 @@ def world(authn: Lading) -> World:
     )
 
 
-def _refused(response: httpx.Response, error: str = "insufficient_scope") -> None:
-    assert response.status_code == 401, (response.request.method, response.request.url,
+def _refused(response: httpx.Response) -> None:
+    """A signed-in user whose account lacks the access: 403 DENIED (a new token won't help)."""
+    assert response.status_code == 403, (response.request.method, response.request.url,
                                          response.text)  # fmt: skip
-    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
-    assert challenge_params(response.headers["WWW-Authenticate"])["error"] == error
+    assert response.json()["errors"][0]["code"] == "DENIED"
 
 
 def test_push_with_a_pull_only_token_is_refused(authn: Lading, world: World) -> None:
@@ -58,10 +58,14 @@ def test_writing_to_another_repository_is_refused(authn: Lading, world: World) -
     token = authn.token(ALICE, PASSWORD, "repository:esc/app:pull,push",
                         "repository:secret/app:pull,push")  # fmt: skip
     with authn.client() as client:
-        for repo in ("esc/other", "secret/app"):
-            _refused(client.post(f"/v2/{repo}/blobs/uploads/", headers=bearer(token)))
-            _refused(client.put(f"/v2/{repo}/manifests/evil", content=world.app.manifest,
-                                headers={**bearer(token), "Content-Type": OCI}))  # fmt: skip
+        # esc/other is within Alice's rights (esc/*), just not in this token: a challenge.
+        other = client.post("/v2/esc/other/blobs/uploads/", headers=bearer(token))
+        assert other.status_code == 401, other.text
+        assert challenge_params(other.headers["WWW-Authenticate"])["error"] == "insufficient_scope"
+        # secret/app is beyond her account: denied outright.
+        _refused(client.post("/v2/secret/app/blobs/uploads/", headers=bearer(token)))
+        _refused(client.put("/v2/secret/app/manifests/evil", content=world.app.manifest,
+                            headers={**bearer(token), "Content-Type": OCI}))  # fmt: skip
         _refused(client.get("/v2/secret/app/manifests/v1", headers=bearer(token)))
     assert authn.tags("secret/app") == ["v1"]
     assert authn.tags("esc/other") == []
@@ -156,3 +160,15 @@ def test_mount_from_an_unpullable_repository_falls_back_to_upload(
         assert control.status_code == 201, control.text
     assert authn.admin_status("HEAD", f"/v2/esc/mine/blobs/{secret_layer}",
                               "repository:esc/mine:pull") == 404  # fmt: skip
+
+
+def test_a_token_short_of_the_accounts_rights_gets_a_challenge(authn: Lading, world: World) -> None:
+    """The account may push, this token only pulls: 401 so the client fetches a new token."""
+    token = authn.token(ALICE, PASSWORD, "repository:esc/app:pull")
+    with authn.client() as client:
+        response = client.post("/v2/esc/app/blobs/uploads/", headers=bearer(token))
+    assert response.status_code == 401, response.text
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    challenge = challenge_params(response.headers["WWW-Authenticate"])
+    assert challenge["error"] == "insufficient_scope"
+    assert challenge["scope"] == "repository:esc/app:pull,push"
