@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.domain.errors import PAGINATION_NUMBER_INVALID, RegistryError
+from registry.domain.errors import PAGINATION_NUMBER_INVALID, REQUEST_INVALID, RegistryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,4 +24,7 @@ def parse_page(n: str | None, last: str | None, cap: int) -> Page:
             raise RegistryError(
                 PAGINATION_NUMBER_INVALID, f"n must not exceed {cap}", detail={"max": cap}
             )
+    if last and not last.isprintable():
+        # No name or tag holds control characters; PostgreSQL rejects NUL outright.
+        raise RegistryError(REQUEST_INVALID, "invalid last: control characters")
     return Page(limit=limit, last=last or None)

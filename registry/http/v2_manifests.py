@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from registry.db.engine import QuickReadUnavailable
 from registry.domain.digests import parse_digest
-from registry.domain.errors import UNSUPPORTED, RegistryError
+from registry.domain.errors import REQUEST_INVALID, UNSUPPORTED, RegistryError
 from registry.domain.manifests import OCI_INDEX
 from registry.domain.names import check_name
 from registry.domain.pagination import parse_page
@@ -110,6 +110,10 @@ class ManifestRoutes:
         digest = parse_digest(digest_text)
         await self.access.authorize(request, [AccessRequest("repository", name, ("pull",))])
         artifact_type = request.query_params.get("artifactType") or None
+        if artifact_type is not None and (
+            len(artifact_type) > 255 or not artifact_type.isprintable()
+        ):
+            raise RegistryError(REQUEST_INVALID, "invalid artifactType")
         descriptors = await to_thread.run_sync(
             self.manifests.referrers, name, digest, artifact_type
         )
