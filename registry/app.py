@@ -35,7 +35,7 @@ from registry.http.v2 import V2Router
 from registry.http.v2_blobs import BlobRoutes
 from registry.http.v2_manifests import ManifestRoutes
 from registry.services.blobs import BlobService
-from registry.services.gc import GarbageCollector, GcWorker
+from registry.services.gc import GarbageCollector, GcReport, GcWorker
 from registry.services.listing import ListingService
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
@@ -140,7 +140,7 @@ def prepare(components: Components) -> None:
                 )
 
 
-def start_gc_worker(components: Components) -> GcWorker | None:
+def start_gc_worker(components: Components, metrics: Metrics | None = None) -> GcWorker | None:
     """Online GC in this process; safe with any number of processes doing the same."""
     settings = components.settings
     if settings.gc_interval_seconds <= 0:
@@ -152,7 +152,20 @@ def start_gc_worker(components: Components) -> GcWorker | None:
         upload_purge_after=settings.upload_purge_after_hours * 3600,
         batch_size=settings.gc_batch_size,
     )
-    worker = GcWorker(collector, settings.gc_interval_seconds)
+
+    def record(report: GcReport | None) -> None:
+        if metrics is None:
+            return
+        if report is None:
+            metrics.record_gc_run(ok=False)
+        else:
+            metrics.record_gc_run(
+                bytes_freed=report.bytes_freed,
+                blobs_deleted=report.blobs_deleted,
+                manifests_deleted=report.manifests_deleted,
+            )
+
+    worker = GcWorker(collector, settings.gc_interval_seconds, on_report=record)
     worker.start()
     return worker
 
@@ -167,7 +180,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> Starlette:
             await to_thread.run_sync(prepare, components)
         # Blob transfers run in threads; allow plenty of them.
         to_thread.current_default_thread_limiter().total_tokens = 64
-        gc_worker = start_gc_worker(components)
+        gc_worker = start_gc_worker(components, metrics)
         try:
             yield
         finally:

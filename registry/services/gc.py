@@ -312,9 +312,16 @@ class GarbageCollector:
 class GcWorker:
     """Runs a pass every ``interval`` seconds in a daemon thread until stopped."""
 
-    def __init__(self, collector: GarbageCollector, interval: float) -> None:
+    def __init__(
+        self,
+        collector: GarbageCollector,
+        interval: float,
+        on_report: Callable[[GcReport | None], None] | None = None,
+    ) -> None:
         self.collector = collector
         self.interval = interval
+        # Told of each pass (None for a failed one), e.g. to update metrics.
+        self.on_report = on_report
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -328,7 +335,11 @@ class GcWorker:
                 report = self.collector.run(trigger="worker")
             except Exception:
                 log.exception("gc pass failed")
+                if self.on_report is not None:
+                    self.on_report(None)
                 continue
+            if self.on_report is not None:
+                self.on_report(report)
             if report.objects_freed or report.uploads_deleted:
                 log.info(
                     "gc: freed %d objects (%d bytes), %d uploads",
