@@ -1,0 +1,100 @@
+"""Settings: defaults, a YAML file, LADING_* variables (highest wins), clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    settings = load_settings(environ={})
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 5000, 1)
+    assert settings.storage == "filesystem"
+    assert settings.resolved_database_url().startswith("sqlite:///")
+    assert settings.resolved_database_url().endswith("data/lading.db")
+
+
+def test_yaml_file_with_sections_then_environment(tmp_path: Path) -> None:
+    config = tmp_path / "lading.yaml"
+    config.write_text(
+        "port: 5123\nstorage: s3\ns3:\n  bucket: images\n  region: eu-west-1\n"
+        "auth:\n  mode: token\n"
+    )
+    settings = load_settings(config, environ={"LADING_S3_REGION": "us-east-2"})
+    assert settings.port == 5123
+    assert settings.s3_bucket == "images"
+    assert settings.s3_region == "us-east-2"  # the environment beats the file
+    assert settings.auth_mode == "token"
+    # LADING_CONFIG names the file when no --config is given.
+    assert load_settings(environ={"LADING_CONFIG": str(config)}).port == 5123
+
+
+@pytest.mark.parametrize(
+    ("content", "environ", "fragment"),
+    [
+        ("port: 99999\n", {}, "port"),
+        ("no_such_setting: 1\n", {}, "no_such_setting"),
+        ("- a\n- b\n", {}, "mapping"),
+        ("port: [unclosed\n", {}, "cannot read"),
+        ("", {"LADING_WORKERS": "many"}, "workers"),
+    ],
+)
+def test_bad_settings_name_the_problem(
+    tmp_path: Path, content: str, environ: dict[str, str], fragment: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    with pytest.raises(SettingsError, match=fragment):
+        load_settings(config, environ=environ)
+
+
+def test_serve_reads_its_config_file(tmp_path: Path, unused_tcp_port: int) -> None:
+    config = tmp_path / "lading.yaml"
+    config.write_text(f"port: {unused_tcp_port}\ndata_dir: {tmp_path / 'data'}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{unused_tcp_port}/v2/", timeout=2).status_code
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert status == 200
+        assert (tmp_path / "data" / "lading.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_bad_config_file_is_a_one_line_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("storage: floppy\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("lading: invalid settings: storage")
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
