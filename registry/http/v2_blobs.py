@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -168,7 +168,9 @@ class BlobRoutes:
             await pump_into(request, appender, content_length(request))
             info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
         except BaseException:
-            await to_thread.run_sync(appender.abandon)
+            # Shielded: a request cancelled at shutdown must still release its lease.
+            with CancelScope(shield=True):
+                await to_thread.run_sync(appender.abandon)
             raise
         return Response(status_code=201, headers=_created_headers(name, info))
 
@@ -238,7 +240,9 @@ class BlobRoutes:
                 await pump_into(request, appender, length)
                 info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)
             except BaseException:
-                await to_thread.run_sync(appender.abandon)
+                # Shielded: a request cancelled at shutdown must still release its lease.
+                with CancelScope(shield=True):
+                    await to_thread.run_sync(appender.abandon)
                 raise
         else:
             info = await to_thread.run_sync(
@@ -285,6 +289,8 @@ class BlobRoutes:
         try:
             await pump_into(request, appender, expected)
         except BaseException:
-            await to_thread.run_sync(appender.abandon)
+            # Shielded: a request cancelled at shutdown must still release its lease.
+            with CancelScope(shield=True):
+                await to_thread.run_sync(appender.abandon)
             raise
         return await to_thread.run_sync(appender.finish)
