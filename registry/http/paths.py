@@ -61,31 +61,19 @@ _MARKERS = {
 
 def parse_v2_path(rest: str) -> V2Path | None:
     """Parse what follows ``/v2/``; None when no route has this shape."""
-    for kind, pattern in _ROUTES:
-        if _MARKERS[kind] not in rest:
-            continue
-        match = pattern.fullmatch(rest)
-        if match is not None:
-            groups = match.groupdict()
-            return V2Path(
-                kind,
-                groups["name"],
-                groups.get("digest"),
-                groups.get("reference"),
-                groups.get("upload"),
-            )
-    for kind, pattern in _LOOSE:
-        if _MARKERS[kind] not in rest:
-            continue
-        match = pattern.fullmatch(rest)
-        if match is not None:
-            groups = match.groupdict()
-            return V2Path(
-                kind,
-                groups["name"],
-                groups.get("digest"),
-                groups.get("reference"),
-                groups.get("upload"),
-                valid=False,
-            )
+    for routes, valid in ((_ROUTES, True), (_LOOSE, False)):
+        for kind, pattern in routes:
+            if _MARKERS[kind] not in rest:
+                continue
+            match = pattern.fullmatch(rest)
+            if match is not None:
+                groups = match.groupdict()
+                return V2Path(
+                    kind,
+                    groups["name"],
+                    groups.get("digest"),
+                    groups.get("reference"),
+                    groups.get("upload"),
+                    valid=valid,
+                )
     return None
