@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.db.group_commit import GroupCommitter
 from registry.db.raw import RawTx, to_pyformat
 
 
@@ -76,6 +77,9 @@ class Database:
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._group: GroupCommitter | None = None
+        if self.dialect == "sqlite":
+            self._group = GroupCommitter(self.engine.raw_connection, self.writer_lock)
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -141,7 +145,13 @@ class Database:
 
     def run_raw(self, work: Callable[[RawTx], T], attempts: int = 5) -> T:
         """Run ``work`` in a raw transaction, retrying it when PostgreSQL reports a
-        deadlock or serialization failure (it rolled our side back; retrying is safe)."""
+        deadlock or serialization failure (it rolled our side back; retrying is safe).
+
+        On SQLite, concurrent callers share one transaction and one commit
+        (see registry.db.group_commit): ``work`` must only touch the database.
+        """
+        if self._group is not None:
+            return self._group.run(work)
         for attempt in range(attempts):
             try:
                 with self.raw_transaction() as tx:
@@ -215,6 +225,8 @@ class Database:
         return rows
 
     def dispose(self) -> None:
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()
 
 

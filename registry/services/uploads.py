@@ -141,6 +141,23 @@ def link_blob_raw(tx: RawTx, repository: str, digest: str, now: object) -> None:
     tx.run(_LINK, {"repo": repo_id, "digest": digest, "now": now})
 
 
+def _link_existing(tx: RawTx, repository: str, digest: str) -> tuple[int, str] | None:
+    existing = _blob_row(tx, digest)
+    if existing is not None:
+        link_blob_raw(tx, repository, digest, tx.timestamp())
+    return existing
+
+
+def _record_blob(tx: RawTx, repository: str, digest: str, size: int, key: str) -> tuple[int, str]:
+    """Record the blob unless another upload did; link it; the row now on record."""
+    now = tx.timestamp()
+    tx.run(_RECORD_BLOB, {"digest": digest, "size": size, "key": key, "now": now})
+    row = _blob_row(tx, digest)
+    assert row is not None
+    link_blob_raw(tx, repository, digest, now)
+    return row
+
+
 class Appender:
     """Appends one request's bytes to an upload; all methods block (run in threads)."""
 
@@ -212,19 +229,17 @@ class Appender:
         """Make the bytes durable, then record the new state."""
         state = self.close_writer()
         hash_state = self.hasher.saved_state() if self.hasher is not None else None
-        with self._service.db.raw_transaction() as tx:
-            changed = tx.run(
-                _UPDATE_ROW,
-                {
-                    "state": state.token,
-                    "size": state.size,
-                    "hash": hash_state,
-                    "now": tx.timestamp(),
-                    "id": self.upload_id,
-                    "start": self.start,
-                    "lease": self.lease,
-                },
-            )
+        params = {
+            "state": state.token,
+            "size": state.size,
+            "hash": hash_state,
+            "id": self.upload_id,
+            "start": self.start,
+            "lease": self.lease,
+        }
+        changed = self._service.db.run_raw(
+            lambda tx: tx.run(_UPDATE_ROW, {**params, "now": tx.timestamp()})
+        )
         if not changed:
             raise _busy(self.upload_id, self.repository, self.start)
         return UploadStatus(self.upload_id, self.repository, state.size)
@@ -259,19 +274,15 @@ class UploadService:
         upload_id = uuid.uuid4().hex
         state = self._start_driver(upload_id)
         hasher = new_hasher(algorithm)
-        with self.db.raw_transaction() as tx:
-            tx.run(
-                _INSERT_ROW,
-                {
-                    "id": upload_id,
-                    "repo": repository,
-                    "subject": subject,
-                    "state": state.token,
-                    "alg": algorithm,
-                    "hash": hasher.saved_state(),
-                    "now": tx.timestamp(),
-                },
-            )
+        params = {
+            "id": upload_id,
+            "repo": repository,
+            "subject": subject,
+            "state": state.token,
+            "alg": algorithm,
+            "hash": hasher.saved_state(),
+        }
+        self.db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
         return UploadStatus(upload_id, repository, 0)
 
     def open_direct(self, repository: str, algorithm: str) -> Appender:
@@ -335,12 +346,13 @@ class UploadService:
             return Appender(self, row.id, repository, 0, writer, fresh, recorded=False,
                             initial_state=row.state)  # fmt: skip
         lease = uuid.uuid4().hex
-        with self.db.raw_transaction() as tx:
-            taken = tx.run(
+        taken = self.db.run_raw(
+            lambda tx: tx.run(
                 _TAKE_LEASE,
                 {"lease": lease, "expires": _expiry(tx), "id": row.id, "size": row.size,
                  "now": tx.timestamp()},
-            )  # fmt: skip
+            )
+        )  # fmt: skip
         if not taken:
             raise _busy(row.id, repository, row.size)
         hasher: Hasher | None = None
@@ -445,10 +457,7 @@ class UploadService:
         # cheap unlocked look is confirmed under the write lock.
         existing = None
         if self.db.fetch_one(_BLOB_EXISTS, {"digest": digest_text}) is not None:
-            with self.db.raw_transaction() as tx:
-                existing = _blob_row(tx, digest_text)
-                if existing is not None:
-                    link_blob_raw(tx, repository, digest_text, tx.timestamp())
+            existing = self.db.run_raw(lambda tx: _link_existing(tx, repository, digest_text))
         if existing is not None:
             with contextlib.suppress(StorageError):
                 if committed is not None:
@@ -459,13 +468,9 @@ class UploadService:
         # Each upload commits under its own key, so a collector deleting an
         # older copy of the same digest can never remove these bytes.
         key = committed or self._commit_storage(state, digest, upload_id)
-        with self.db.raw_transaction() as tx:
-            now = tx.timestamp()
-            tx.run(_RECORD_BLOB, {"digest": digest_text, "size": state.size, "key": key,
-                                  "now": now})  # fmt: skip
-            recorded_row = _blob_row(tx, digest_text)
-            assert recorded_row is not None
-            link_blob_raw(tx, repository, digest_text, now)
+        recorded_row = self.db.run_raw(
+            lambda tx: _record_blob(tx, repository, digest_text, state.size, key)
+        )
         if recorded_row[1] != key:
             # Another upload of the same content won the race; ours is redundant.
             with contextlib.suppress(StorageError):
@@ -477,11 +482,12 @@ class UploadService:
 
         A crash after this leaves only orphaned upload bytes, which GC purges.
         """
-        with self.db.raw_transaction() as tx:
-            claimed = tx.run(
+        claimed = self.db.run_raw(
+            lambda tx: tx.run(
                 _CLAIM_ROW,
                 {"id": upload_id, "size": size, "lease": lease, "now": tx.timestamp()},
             )
+        )
         if not claimed:
             raise _busy(upload_id, repository, size)
 
