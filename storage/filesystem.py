@@ -29,7 +29,7 @@ from storage.driver import (
 )
 from storage.keys import check_key, check_prefix, check_upload_id
 
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
 # Start disk writeback every this many bytes so the final fsync has little left.
 WRITEBACK_EVERY = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
