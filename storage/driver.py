@@ -97,7 +97,8 @@ class Driver(Protocol):
         """Stream ``length`` bytes (or to the end) starting at ``offset``.
 
         Raises :class:`ObjectNotFound` before yielding anything if the key is
-        absent. Chunks are large (about 1 MiB) to keep per-chunk cost low.
+        absent. Chunks are large (1-4 MiB) to keep per-chunk cost low, and
+        never above 4 MiB, to bound memory per reader.
         An offset past the end yields nothing.
         """
 
