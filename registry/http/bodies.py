@@ -82,6 +82,22 @@ async def pump_into(request: Request, appender: Appender, expected: int | None) 
     return received
 
 
+async def read_exact(request: Request, expected: int) -> bytes:
+    """Read a small body of a known length; SIZE_INVALID if it is longer or shorter."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in _chunks(request):
+        size += len(chunk)
+        if size > expected:
+            raise RegistryError(SIZE_INVALID, "body is longer than Content-Length")
+        parts.append(chunk)
+    if size != expected:
+        raise RegistryError(
+            SIZE_INVALID, f"received {size} bytes but Content-Length was {expected}"
+        )
+    return b"".join(parts)
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
     """Read a small body (a manifest); 413 as soon as it exceeds ``limit``."""
     declared = content_length(request)

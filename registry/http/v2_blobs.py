@@ -19,7 +19,7 @@ from registry.domain.errors import (
 )
 from registry.domain.names import check_name
 from registry.http.access import AccessController, AccessRequest, Principal
-from registry.http.bodies import content_length, pump_into
+from registry.http.bodies import WRITE_BUFFER, content_length, pump_into, read_exact
 from registry.http.errors import API_VERSION_HEADER
 from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
@@ -74,6 +74,22 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if start > end or start >= size:
         return None
     return start, end
+
+
+def _chunk_start(request: Request, length: int | None) -> int | None:
+    """Where a chunk says it starts (Content-Range), checked against its length."""
+    content_range = request.headers.get("content-range")
+    if not content_range:
+        return None
+    match = _CONTENT_RANGE.fullmatch(content_range.strip())
+    if match is None:
+        raise RegistryError(RANGE_INVALID, f"invalid Content-Range: {content_range[:80]!r}")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise RegistryError(RANGE_INVALID, "Content-Range end precedes its start")
+    if length is not None and length != end - start + 1:
+        raise RegistryError(SIZE_INVALID, "Content-Length does not match Content-Range")
+    return start
 
 
 class BlobRoutes:
@@ -163,6 +179,11 @@ class BlobRoutes:
 
     async def _monolithic(self, request: Request, name: str, digest: Digest) -> Response:
         """POST ?digest= with the whole blob: no session row, one commit."""
+        length = content_length(request)
+        if length is not None and length <= WRITE_BUFFER:
+            data = await read_exact(request, length)
+            info = await to_thread.run_sync(self.uploads.put_direct, name, data, digest)
+            return Response(status_code=201, headers=_created_headers(name, info))
         appender = await to_thread.run_sync(self.uploads.open_direct, name, digest.algorithm)
         try:
             await pump_into(request, appender, content_length(request))
@@ -231,7 +252,15 @@ class BlobRoutes:
     ) -> Response:
         length = content_length(request)
         has_body = (length or 0) > 0 or "chunked" in request.headers.get("transfer-encoding", "")
-        if has_body:
+        if has_body and length is not None and length <= WRITE_BUFFER:
+            # Small final chunk (most layers): read it, then one thread hand-off.
+            start = _chunk_start(request, length)
+            data = await read_exact(request, length)
+            info = await to_thread.run_sync(
+                self.uploads.put_small,
+                status.repository, status.id, principal.subject, start, data, digest,
+            )  # fmt: skip
+        elif has_body:
             # The final chunk may carry Content-Range: an out-of-order one is 416, not appended.
             appender = await self._open_appender(
                 request, status.repository, status.id, principal, chunked=True, final=True
@@ -260,18 +289,7 @@ class BlobRoutes:
         chunked: bool,
         final: bool = False,
     ) -> Appender:
-        start: int | None = None
-        content_range = request.headers.get("content-range")
-        if content_range and chunked:
-            match = _CONTENT_RANGE.fullmatch(content_range.strip())
-            if match is None:
-                raise RegistryError(RANGE_INVALID, f"invalid Content-Range: {content_range[:80]!r}")
-            start, end = int(match.group(1)), int(match.group(2))
-            if end < start:
-                raise RegistryError(RANGE_INVALID, "Content-Range end precedes its start")
-            expected = content_length(request)
-            if expected is not None and expected != end - start + 1:
-                raise RegistryError(SIZE_INVALID, "Content-Length does not match Content-Range")
+        start = _chunk_start(request, content_length(request)) if chunked else None
         return await to_thread.run_sync(
             self.uploads.open_append, name, upload_id, principal.subject, start, final
         )
