@@ -58,8 +58,10 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
-            kwargs["pool_size"] = 20
-            kwargs["max_overflow"] = 20
+            # Opening an SQLite connection (schema read, pragmas) costs far more than
+            # a query: keep one per thread that may use it (anyio's 40 + lookups).
+            kwargs["pool_size"] = 64
+            kwargs["max_overflow"] = 16
         elif self.dialect == "postgresql":
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
