@@ -42,6 +42,7 @@ class RobotInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    admin: bool = False  # holds the admin scope (see `robot_is_admin`)
 
 
 def digest(secret: str) -> str:
@@ -63,6 +64,7 @@ def _info(robot: RobotToken) -> RobotInfo:
         expires_at=robot.expires_at,
         revoked_at=robot.revoked_at,
         last_used_at=robot.last_used_at,
+        admin=robot.admin,
     )
 
 
@@ -72,15 +74,22 @@ def create_robot(
     name: str,
     scopes: Sequence[tuple[str, str | list[str]]],
     expires_at: datetime | None = None,
+    *,
+    admin: bool = False,
 ) -> tuple[RobotInfo, str]:
-    """Create a robot token; returns its info and the secret, which is never stored."""
+    """Create a robot token; returns its info and the secret, which is never stored.
+
+    ``admin`` gives the admin scope (the admin API), which only an admin's robot can hold.
+    """
     user = get_user(session, owner)
     if user is None:
         raise AccountError(f"no such user {owner!r}")
     if not _NAME_RE.fullmatch(name):
         raise AccountError(f"invalid robot name {name!r}")
-    if not scopes:
-        raise AccountError("a robot token needs at least one repository scope")
+    if not scopes and not admin:
+        raise AccountError("a robot token needs at least one repository scope or the admin scope")
+    if admin and not user.is_admin:
+        raise AccountError(f"only an admin's robot can hold the admin scope; {owner!r} is not one")
     existing = session.scalar(
         select(RobotToken).where(RobotToken.owner_id == user.id, RobotToken.name == name)
     )
@@ -88,7 +97,11 @@ def create_robot(
         raise AccountError(f"robot {owner}+{name} already exists")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     robot = RobotToken(
-        name=name, owner_id=user.id, secret_digest=digest(secret), expires_at=expires_at
+        name=name,
+        owner_id=user.id,
+        secret_digest=digest(secret),
+        expires_at=expires_at,
+        admin=admin,
     )
     robot.scopes = [
         RobotScope(
@@ -145,6 +158,15 @@ def robot_usable(robot: RobotToken, now: datetime) -> bool:
         and (robot.expires_at is None or robot.expires_at > now)
         and not robot.owner.disabled
     )
+
+
+def robot_is_admin(robot: RobotToken) -> bool:
+    """The admin scope counts only while the owner is an admin: a robot never exceeds it."""
+    return robot.admin and robot.owner.is_admin
+
+
+def get_robot(session: Session, robot_id: int) -> RobotToken | None:
+    return session.get(RobotToken, robot_id)
 
 
 def find_by_secret(session: Session, secret: str) -> RobotToken | None:

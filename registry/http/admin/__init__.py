@@ -8,10 +8,12 @@ from starlette.routing import BaseRoute, Route
 import registry
 from auth.factory import AuthComponents
 from registry.db.engine import Database
+from registry.http.admin.account_routes import AccountApi
 from registry.http.admin.auth import admin_authenticator
 from registry.http.admin.framework import PREFIX, AdminRouter, Call, Endpoint, json_response
 from registry.http.admin.openapi import build_document
 from registry.http.admin.routes import AdminApi
+from registry.services.admin_accounts import AccountAdmin
 from registry.services.admin_catalog import CatalogService
 from registry.services.admin_content import ContentReader
 from registry.services.admin_gc import GcControl
@@ -59,7 +61,10 @@ def admin_routes(
     auth: AuthComponents,
 ) -> list[BaseRoute]:
     api = build_admin_api(settings, db, driver, manifests)
-    endpoints = api.endpoints()
+    accounts = AccountAdmin(
+        db, auth.passwords, api.audit, configured_public=auth.settings.public_repositories
+    )
+    endpoints = api.endpoints() + AccountApi(accounts).endpoints()
     document = build_document(endpoints, registry.__version__)
 
     async def openapi(call: Call) -> Response:

@@ -1,10 +1,11 @@
 """Who may use the admin API.
 
 Registry pull/push tokens are never accepted here. With token auth on, an admin account
-signs in with Basic credentials (401 for missing or bad credentials, 403 for a valid
-non-admin user or a robot: robots have no admin scope yet). A configured ``admin_token``
-(``LADING_ADMIN_TOKEN``) is accepted as ``Authorization: Bearer`` in every mode; with auth
-off and no admin token the open registry lets everyone in.
+signs in with Basic credentials, and a robot holding the admin scope (whose owner is an
+admin) with Basic ``owner+name``:secret or ``Authorization: Bearer <secret>``. Missing or
+bad credentials are 401; a valid non-admin user or a robot without the admin scope is 403.
+A configured ``admin_token`` (``LADING_ADMIN_TOKEN``) is accepted as ``Authorization:
+Bearer`` in every mode; with auth off and no admin token the open registry lets everyone in.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from starlette.requests import Request
 
 from auth.authn import authenticate
 from auth.factory import AuthComponents
+from auth.models import utcnow
+from auth.robots import (
+    find_by_secret,
+    get_robot,
+    looks_like_robot_secret,
+    robot_is_admin,
+    robot_usable,
+)
 from registry.db.engine import Database
 from registry.domain.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, RegistryError
 
@@ -32,8 +41,8 @@ class AdminPrincipal:
     """The caller of an admin request; ``subject`` is what the audit log records."""
 
     subject: str
-    # "anonymous" (open registry), "token" (the configured admin token), later
-    # "account" or "robot".
+    # "anonymous" (open registry), "token" (the configured admin token), "account"
+    # or "robot" (``subject`` is then ``owner+name``).
     kind: str
 
 
@@ -101,8 +110,11 @@ class AccountAdminAccess:
         if scheme.lower() == "bearer":
             if _static_match(self._token, value):
                 return AdminPrincipal(f"admin-token@{_client(request)}", "token")
+            if looks_like_robot_secret(value.strip()):
+                return await to_thread.run_sync(self._robot_bearer, value.strip())
             raise unauthorized(
-                "registry tokens are not accepted here: sign in as an admin (Basic)",
+                "registry tokens are not accepted here: sign in as an admin (Basic)"
+                " or send an admin robot's secret",
                 _BASIC_CHALLENGE,
             )
         if scheme.lower() != "basic":
@@ -127,14 +139,32 @@ class AccountAdminAccess:
                 throttle.record_failure(session, username, client_ip)
             else:
                 throttle.reset(session, username, client_ip)
+            robot = (
+                get_robot(session, principal.robot_id) if principal and principal.robot_id else None
+            )
+            robot_admin = robot is not None and robot_is_admin(robot)
         # Raised after the commit: failed-login counters must be stored.
         if principal is None:
             raise unauthorized("invalid username or password", _BASIC_CHALLENGE)
         if principal.robot_id is not None:
-            raise forbidden("robot tokens cannot use the admin API")
+            if not robot_admin:
+                raise forbidden("this robot has no admin scope")
+            return AdminPrincipal(principal.subject, "robot")
         if not principal.is_admin:
             raise forbidden("admin rights required")
         return AdminPrincipal(principal.username, "account")
+
+    def _robot_bearer(self, secret: str) -> AdminPrincipal:
+        """A robot's secret as a bearer token: 256 random bits, so no throttling."""
+        with self.db.write() as session:
+            robot = find_by_secret(session, secret)
+            now = utcnow()
+            if robot is None or not robot_usable(robot, now):
+                raise unauthorized("invalid, revoked or expired robot secret", _BASIC_CHALLENGE)
+            if not robot_is_admin(robot):
+                raise forbidden("this robot has no admin scope")
+            robot.last_used_at = now
+            return AdminPrincipal(f"{robot.owner.username}+{robot.name}", "robot")
 
 
 class ClosedAdminAccess:

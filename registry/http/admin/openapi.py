@@ -58,20 +58,25 @@ def build_document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             "title": "Lading admin API",
             "version": version,
             "description": (
-                "Cleanup, usage and inspection of a Lading registry. Repository names"
-                " contain `/`: send them as they are or percent-encoded; the `/-/` segment"
-                ' ends the name. Errors are `{"errors": [{"code", "message",'
-                ' "detail"}]}`. Accounts, robot tokens and permissions will live under'
-                " `/admin/v1/accounts` once token authentication lands."
+                "Cleanup, usage, inspection, accounts, robot tokens and permissions of a"
+                " Lading registry. Repository names contain `/`: send them as they are or"
+                " percent-encoded; the `/-/` segment ends the name. Errors are"
+                ' `{"errors": [{"code", "message", "detail"}]}`. Callers: with token'
+                " authentication, an admin account or an admin-scoped robot (Basic"
+                " `owner+name`:secret, or `Bearer <robot secret>`), or the configured admin"
+                " token; registry pull/push tokens are refused."
             ),
         },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),
-            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                "adminAccount": {"type": "http", "scheme": "basic"},
+            },
         },
-        "security": [{"adminToken": []}, {}],
+        "security": [{"adminToken": []}, {"adminAccount": []}, {}],
     }
 
 
