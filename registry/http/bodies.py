@@ -17,8 +17,11 @@ from registry.domain.errors import (
 )
 from registry.services.uploads import Appender
 
-# Big enough that thread hops and syscalls are rare, small enough to bound memory.
-WRITE_BUFFER = 4 * 1024 * 1024
+# Big enough that thread hops are rare; small enough that little work is left
+# once the last byte arrives (a 16 MiB PATCH answers ~2x sooner than with 4 MiB).
+WRITE_BUFFER = 1024 * 1024
+# Bodies up to this size are read whole and written in one thread hand-off.
+SMALL_BODY = 4 * 1024 * 1024
 
 
 def content_length(request: Request) -> int | None:

@@ -19,7 +19,7 @@ from registry.domain.errors import (
 )
 from registry.domain.names import check_name
 from registry.http.access import AccessController, AccessRequest, Principal
-from registry.http.bodies import WRITE_BUFFER, content_length, pump_into, read_exact
+from registry.http.bodies import SMALL_BODY, content_length, pump_into, read_exact
 from registry.http.errors import API_VERSION_HEADER
 from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
@@ -180,7 +180,7 @@ class BlobRoutes:
     async def _monolithic(self, request: Request, name: str, digest: Digest) -> Response:
         """POST ?digest= with the whole blob: no session row, one commit."""
         length = content_length(request)
-        if length is not None and length <= WRITE_BUFFER:
+        if length is not None and length <= SMALL_BODY:
             data = await read_exact(request, length)
             info = await to_thread.run_sync(self.uploads.put_direct, name, data, digest)
             return Response(status_code=201, headers=_created_headers(name, info))
@@ -252,7 +252,7 @@ class BlobRoutes:
     ) -> Response:
         length = content_length(request)
         has_body = (length or 0) > 0 or "chunked" in request.headers.get("transfer-encoding", "")
-        if has_body and length is not None and length <= WRITE_BUFFER:
+        if has_body and length is not None and length <= SMALL_BODY:
             # Small final chunk (most layers): read it, then one thread hand-off.
             start = _chunk_start(request, length)
             data = await read_exact(request, length)
