@@ -1,5 +1,7 @@
 """Admin commands against a running server: repo, tag, manifest, inspect, retention,
-audit, usage-remote and gc-remote (``lading gc`` / ``lading usage`` work on local data)."""
+audit, usage-remote and gc-remote (``lading gc`` / ``lading usage`` work on local data),
+and the account twins user-, group-, perm-, robot- and public-remote
+(``admin_accounts_cli.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from registry.commands import admin_accounts_cli
 from registry.commands.admin_client import (
     AdminClient,
     AdminCliError,
@@ -352,3 +355,5 @@ def register(sub: Any) -> None:
     aud = _leaf(sub, "audit", audit, "the audit log, newest first")
     aud.add_argument("--action", help="e.g. repository.delete, retention.apply, gc.trigger")
     aud.add_argument("--limit", type=int, default=50)
+
+    admin_accounts_cli.register(sub, _leaf)
