@@ -90,8 +90,11 @@ _CLAIM_ROW = (
     "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
     " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < :now)"
 )
-LEASE_SECONDS = 120.0
-RENEW_EVERY = 20.0
+# A writer killed mid-request blocks its upload until the lease expires, so keep
+# it short; a streaming writer renews it (one small transaction) before writing
+# whenever RENEW_EVERY has passed, so it never writes on an expired lease.
+LEASE_SECONDS = 30.0
+RENEW_EVERY = 5.0
 # Re-linking renews the link's age: online GC spares links younger than its
 # grace period, so a client re-pushing a layer is not raced by the collector.
 _LINK = (
