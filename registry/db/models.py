@@ -197,28 +197,41 @@ class UploadSession(Base):
 # can write them with plain arithmetic; the grace delay is applied by workers.
 
 
+# Append-only since migration 0007: triggers insert one row per event (an insert
+# never waits on another transaction); collectors delete the rows they review.
+_EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid
+
+
 class GcBlobReview(Base):
-    """A blob whose references changed at ``event_at``; reviewed after the grace delay."""
+    """An event at ``event_at`` that may have made a blob or link garbage."""
 
     __tablename__ = "gc_blob_reviews"
 
-    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(200))
     event_at: Mapped[float] = mapped_column(Float)
     event: Mapped[str] = mapped_column(String(32))
 
-    __table_args__ = (Index("ix_gc_blob_reviews_event_at", "event_at"),)
+    __table_args__ = (
+        Index("ix_gc_blob_reviews_event_at", "event_at"),
+        Index("ix_gc_blob_reviews_digest", "digest"),
+    )
 
 
 class GcManifestReview(Base):
-    """A manifest that may have become unreferenced (no FK: it may already be gone)."""
+    """An event for a manifest that may now be unreferenced (no FK: it may be gone)."""
 
     __tablename__ = "gc_manifest_reviews"
 
-    manifest_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(_EVENT_ID, primary_key=True, autoincrement=True)
+    manifest_id: Mapped[int] = mapped_column(Integer)
     event_at: Mapped[float] = mapped_column(Float)
     event: Mapped[str] = mapped_column(String(32))
 
-    __table_args__ = (Index("ix_gc_manifest_reviews_event_at", "event_at"),)
+    __table_args__ = (
+        Index("ix_gc_manifest_reviews_event_at", "event_at"),
+        Index("ix_gc_manifest_reviews_manifest_id", "manifest_id"),
+    )
 
 
 class GcStorageDeletion(Base):

@@ -1,10 +1,11 @@
 """Online garbage collection: passes over due reviews, stale uploads, a worker thread.
 
-See ``registry.services.gc_tasks`` for the rules of one review. A pass takes
-one review per write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
-SQLite write transactions are exclusive anyway), so any number of processes
-may collect at once and pushes are never blocked for long. Repository links
-of blobs pushed but never referenced age out after the review delay, like
+See ``registry.services.gc_tasks`` for the rules of one batch. A pass takes
+a batch of due reviews per write transaction (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite write transactions are exclusive anyway), re-checks them
+set-wise and deletes their bytes after commit, so any number of processes may
+collect at once and pushes wait at most one short batch. Repository links of
+blobs pushed but never referenced age out after the review delay, like
 untagged manifests.
 """
 
@@ -25,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 from registry.db.engine import Database, rows_affected
 from registry.db.models import GcRun, utcnow
 from registry.services import gc_tasks
-from registry.services.gc_tasks import ObjectBusy, TaskResult
+from registry.services.gc_tasks import TaskResult
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
 log = logging.getLogger("lading.gc")
@@ -69,7 +70,7 @@ class GarbageCollector:
         review_delay: float,
         upload_purge_after: float,
         task_pause: float = 0.0,
-        batch_size: int = 1,
+        batch_size: int = 500,
     ) -> None:
         self.db = db
         self.driver = driver
@@ -77,10 +78,9 @@ class GarbageCollector:
         self.upload_purge_after = upload_purge_after
         # Test hook: sleep between a commit and its byte deletion (crash tests).
         self.task_pause = task_pause
-        # Reviews per transaction: a few dozen amortise SQLite's per-commit fsync (its
-        # writers are exclusive anyway). PostgreSQL gains nothing measurable, and a
-        # batch holding many review rows deadlocks with pushes' trigger upserts: 1.
-        self.batch_size = max(batch_size, 1) if db.is_sqlite else 1
+        # Reviews per transaction: hundreds amortise commits and round trips; a batch
+        # holds its objects' row locks (SQLite: the write lock) for tens of ms.
+        self.batch_size = max(batch_size, 1)
         # Keys whose bytes are gone but whose queue rows are not yet cleared.
         self._deleted: list[str] = []
 
@@ -107,15 +107,21 @@ class GarbageCollector:
         return report
 
     def pending(self) -> int:
-        """Reviews due now."""
+        """Objects with a review due now."""
         with self.db.read() as session:
-            now = gc_tasks.now_sql(session)
+            now = gc_tasks.db_now(session)
             total = 0
-            for table in ("gc_manifest_reviews", "gc_blob_reviews"):
+            for table, column in (
+                ("gc_manifest_reviews", "manifest_id"),
+                ("gc_blob_reviews", "digest"),
+            ):
                 total += int(
                     session.execute(
-                        text(f"SELECT count(*) FROM {table} WHERE event_at <= {now} - :d"),  # noqa: S608
-                        {"d": self.review_delay},
+                        text(
+                            f"SELECT count(DISTINCT {column}) FROM {table}"  # noqa: S608
+                            " WHERE event_at <= :h"
+                        ),
+                        {"h": now - self.review_delay},
                     ).scalar_one()
                 )
             return total
@@ -124,42 +130,34 @@ class GarbageCollector:
         # Manifests first: deleting them queues their blobs for the same pass.
         total = self.pending()
         done = 0
-        for review in (gc_tasks.review_manifest, gc_tasks.review_blob):
-            phase = review.__name__.removeprefix("review_") + "s"
+        for phase, review in (
+            ("manifests", gc_tasks.review_manifests),
+            ("blobs", gc_tasks.review_blobs),
+        ):
             while True:
-                tasks: list[TaskResult] = []
                 try:
                     with self.db.write() as session:
-                        while len(tasks) < self.batch_size:
-                            task = review(session, self.review_delay)
-                            if not task.found:
-                                break
-                            tasks.append(task)
-                except ObjectBusy as busy:
-                    # A push holds the row: look again after other work.
-                    with self.db.write() as session:
-                        gc_tasks.postpone(session, busy)
-                    time.sleep(0.02)
-                    continue
+                        task = review(session, self.review_delay, self.batch_size)
                 except OperationalError as exc:
-                    # Trigger upserts of two collectors can deadlock on PostgreSQL; the
+                    # A collector never waits on a lock, so this is not expected; the
                     # batch rolled back as a whole, so simply take it again.
                     if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
                         raise
                     log.info("gc: retrying a batch after %s", type(exc.orig).__name__)
                     time.sleep(random.uniform(0.01, 0.1))
                     continue
-                if not tasks:
+                if not task.reviewed:
                     break
-                keys: list[str] = []
-                for task in tasks:
-                    report.add(task)
-                    keys.extend(key for key, _ in task.keys)
-                done += len(tasks)
+                report.add(task)
+                done += task.reviewed
                 total = max(total, done)
+                keys = [key for key, _ in task.keys]
                 if keys and self.task_pause:
                     time.sleep(self.task_pause)
                 self._delete_bytes(keys)
+                if task.busy and not (task.manifests or task.blobs or task.links):
+                    # Only objects a push holds are left: give it time to commit.
+                    time.sleep(0.02)
                 if progress is not None:
                     progress(phase, done, total)
 
@@ -169,10 +167,14 @@ class GarbageCollector:
         total = self.pending()
         done = 0
         with contextlib.suppress(_DryRunRollback), self.db.write() as session:
-            for review in (gc_tasks.review_manifest, gc_tasks.review_blob):
-                phase = review.__name__.removeprefix("review_") + "s"
-                while (task := review(session, self.review_delay, locking=False)).found:
-                    done += 1
+            for phase, review in (
+                ("manifests", gc_tasks.review_manifests),
+                ("blobs", gc_tasks.review_blobs),
+            ):
+                while (
+                    task := review(session, self.review_delay, self.batch_size, locking=False)
+                ).reviewed:
+                    done += task.reviewed
                     report.add(task)
                     if progress is not None:
                         progress(phase, done, max(total, done))
@@ -199,10 +201,12 @@ class GarbageCollector:
         if not self._deleted:
             return
         with self.db.write() as session:
-            session.execute(
-                text("DELETE FROM gc_storage_deletions WHERE storage_key = :k"),
-                [{"k": key} for key in self._deleted],
-            )
+            for start in range(0, len(self._deleted), 500):
+                clause, params = gc_tasks.in_list("k", self._deleted[start : start + 500])
+                session.execute(
+                    text(f"DELETE FROM gc_storage_deletions WHERE storage_key IN {clause}"),  # noqa: S608
+                    params,
+                )
         self._deleted.clear()
 
     def _flush_storage_deletions(self, report: GcReport) -> None:

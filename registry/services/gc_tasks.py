@@ -1,22 +1,32 @@
-"""One garbage-collection review inside one write transaction.
+"""One garbage-collection batch inside one write transaction.
 
-Reviews are queued by database triggers (migration 0002) when a reference
-disappears or an object is created. A review is taken only once its grace
-delay has passed; the reference check is then repeated under row locks in
-the same transaction that deletes rows, so a concurrent push either wins
-(and the object is kept) or sees the object gone (and fails cleanly).
-Bytes are queued in ``gc_storage_deletions`` in that transaction and deleted
-after commit, so a process killed in between leaves work, not orphans.
+Database triggers (migrations 0002 and 0007) append an event row whenever a
+reference disappears or an object is created. A batch takes up to N due
+events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so collectors take
+different events), reviews each object once its newest event is past the
+grace delay, and re-checks the references of the whole batch with one query
+per table, under row locks, in the transaction that deletes rows. A
+concurrent push therefore either wins (the object is kept) or sees the object
+gone (and fails cleanly).
+
+A collector never waits for a lock: objects are locked with ``SKIP LOCKED``
+and one that another transaction holds is postponed, and trigger inserts
+have no unique key to wait on. So a collector can never be part of a
+deadlock, whatever order other transactions lock rows in.
+
+Bytes are queued in ``gc_storage_deletions`` in the same transaction and
+deleted after commit, so a process killed in between leaves work, not
+orphans.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from registry.db.models import utcnow
@@ -27,19 +37,12 @@ _NOW = {
 }
 
 
-class ObjectBusy(Exception):
-    """A row the review needs is locked by a live transaction (PostgreSQL NOWAIT)."""
-
-    def __init__(self, table: str, column: str, value: Any) -> None:
-        super().__init__(f"{table} {value} is busy")
-        self.table, self.column, self.value = table, column, value
-
-
 @dataclass
 class TaskResult:
-    """What one review did (or would do, in a dry run)."""
+    """What one batch did (or would do, in a dry run)."""
 
-    found: bool = True
+    reviewed: int = 0  # events taken off the queue; 0 means nothing is due
+    busy: int = 0  # objects another transaction held: postponed
     manifests: int = 0
     blobs: int = 0
     links: int = 0
@@ -58,157 +61,291 @@ def db_now(session: Session) -> float:
     return float(session.execute(text(f"SELECT {now_sql(session)}")).scalar_one())
 
 
-def _lock(session: Session, sql: str, params: dict[str, Any], *, locking: bool) -> Any:
-    """Run a SELECT, adding FOR UPDATE NOWAIT on PostgreSQL so GC never waits on a push."""
-    if locking and is_postgres(session):
-        try:
-            return session.execute(text(sql + " FOR UPDATE NOWAIT"), params).all()
-        except OperationalError as exc:
-            if "lock" in str(exc.orig).lower():
-                raise _Locked from exc
-            raise
-    return session.execute(text(sql), params).all()
+def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:p0, :p1, ...)`` and its parameters; never empty (``(NULL)`` matches nothing)."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    if not params:
+        return "(NULL)", {}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
-class _Locked(Exception):
-    pass
+@dataclass
+class _Claim:
+    """Due events taken by this transaction, by object key."""
+
+    table: str
+    column: str
+    now: float
+    horizon: float  # events at or before it are past the grace delay
+    events: dict[Any, list[int]]  # key -> event ids
+
+    def ids(self, keys: Iterable[Any]) -> list[int]:
+        return [i for k in keys for i in self.events.get(k, ())]
 
 
-def _pick(session: Session, table: str, key: str, delay: float, locking: bool) -> Any:
+def _claim(
+    session: Session, table: str, column: str, delay: float, limit: int, locking: bool
+) -> _Claim:
+    now = db_now(session)
+    horizon = now - delay
+    # Table and column names come from this module's fixed call sites.
     sql = (
-        f"SELECT {key} FROM {table} WHERE event_at <= {now_sql(session)} - :delay"  # noqa: S608
-        " ORDER BY event_at LIMIT 1"
+        f"SELECT id, {column} FROM {table} WHERE event_at <= :h"  # noqa: S608
+        " ORDER BY event_at LIMIT :n"
     )
     if locking and is_postgres(session):
-        sql += " FOR UPDATE SKIP LOCKED"  # other workers take other reviews
-    return session.execute(text(sql), {"delay": delay}).scalar()
+        sql += " FOR UPDATE SKIP LOCKED"  # other collectors take other events
+    events: dict[Any, list[int]] = {}
+    for event_id, key in session.execute(text(sql), {"h": horizon, "n": limit}):
+        events.setdefault(key, []).append(int(event_id))
+    return _Claim(table, column, now, horizon, events)
 
 
-def _queue_bytes(session: Session, key: str, size: int) -> None:
-    session.execute(
-        text(
-            "INSERT INTO gc_storage_deletions (storage_key, size, queued_at)"  # noqa: S608
-            f" VALUES (:k, :s, {now_sql(session)}) ON CONFLICT (storage_key) DO NOTHING"
-        ),
-        {"k": key, "s": size},
+def _not_yet_due(session: Session, claim: _Claim) -> set[Any]:
+    """Keys with a newer event still inside the grace delay: that event's review decides."""
+    if not claim.events:
+        return set()
+    clause, params = in_list("k", claim.events)
+    sql = (
+        f"SELECT DISTINCT {claim.column} FROM {claim.table}"  # noqa: S608
+        f" WHERE {claim.column} IN {clause} AND event_at > :h"
     )
+    return {r[0] for r in session.execute(text(sql), {"h": claim.horizon, **params})}
 
 
-def review_manifest(session: Session, delay: float, *, locking: bool = True) -> TaskResult:
-    """Delete the next due manifest unless a tag, a parent index or its subject keeps it."""
-    manifest_id = _pick(session, "gc_manifest_reviews", "manifest_id", delay, locking)
-    if manifest_id is None:
-        return TaskResult(found=False)
-    result = TaskResult()
-    try:
-        rows = _lock(
-            session,
-            "SELECT id, repository_id, digest, subject_digest, storage_key, size"
-            " FROM manifests WHERE id = :id",
-            {"id": manifest_id},
-            locking=locking,
-        )
-    except _Locked as exc:
-        raise ObjectBusy("gc_manifest_reviews", "manifest_id", manifest_id) from exc
-    if rows and not _manifest_kept(session, rows[0]):
-        _, _, _, _, key, size = rows[0]
-        # The BEFORE DELETE trigger queues its blobs, children and referrers.
-        session.execute(text("DELETE FROM manifests WHERE id = :id"), {"id": manifest_id})
-        _queue_bytes(session, key, size)
-        result.manifests = 1
-        result.keys.append((key, size))
-    session.execute(
-        text("DELETE FROM gc_manifest_reviews WHERE manifest_id = :id"), {"id": manifest_id}
-    )
-    return result
+def _lock_rows(
+    session: Session, sql: str, params: dict[str, Any], locking: bool
+) -> tuple[list[Any], bool]:
+    """Rows of ``sql`` locked FOR UPDATE SKIP LOCKED (PostgreSQL), and whether any
+    row was skipped because another transaction holds it."""
+    if not (locking and is_postgres(session)):
+        return list(session.execute(text(sql), params).all()), False
+    locked = list(session.execute(text(sql + " FOR UPDATE SKIP LOCKED"), params).all())
+    # Rows we lock cannot vanish, so any extra row now visible is held by someone else.
+    visible = session.execute(text(f"SELECT count(*) FROM ({sql}) q"), params).scalar_one()  # noqa: S608
+    return locked, int(visible) > len(locked)
 
 
-def _manifest_kept(session: Session, row: Any) -> bool:
-    manifest_id, repo_id, digest, subject, _key, _size = row
-    params = {"id": manifest_id, "repo": repo_id, "digest": digest, "subject": subject}
-    checks = [
-        "SELECT 1 FROM tags WHERE manifest_id = :id",
-        # A parent index in the same repository keeps its children.
-        "SELECT 1 FROM manifest_references r JOIN manifests p ON p.id = r.parent_id"
-        " WHERE r.child_digest = :digest AND p.repository_id = :repo",
-    ]
-    if subject is not None:
-        # Referrers (signatures, SBOMs) live exactly as long as their subject.
-        checks.append("SELECT 1 FROM manifests WHERE repository_id = :repo AND digest = :subject")
-    return any(
-        session.execute(text(sql + " LIMIT 1"), params).first() is not None for sql in checks
-    )
-
-
-def review_blob(session: Session, delay: float, *, locking: bool = True) -> TaskResult:
-    """Drop repository links no manifest of that repository uses (after the grace
-    period), then the blob itself once nothing links or references it."""
-    digest = _pick(session, "gc_blob_reviews", "digest", delay, locking)
-    if digest is None:
-        return TaskResult(found=False)
-    result = TaskResult()
-    params = {"d": digest}
-    # Lock the links first, then the blob, as manifest PUTs lock both FOR SHARE.
-    try:
-        links = _lock(
-            session,
-            "SELECT repository_id, created_at FROM repository_blobs WHERE blob_digest = :d",
-            params,
-            locking=locking,
-        )
-        blob = _lock(
-            session,
-            "SELECT size, storage_key FROM blobs WHERE digest = :d",
-            params,
-            locking=locking,
-        )
-    except _Locked as exc:
-        raise ObjectBusy("gc_blob_reviews", "digest", digest) from exc
-    recheck_at: float | None = None
-    if blob:
-        cutoff = utcnow() - dt.timedelta(seconds=delay)
-        remaining = 0
-        for repo_id, created_raw in links:
-            created = _as_datetime(created_raw)
-            used = session.execute(
-                text(
-                    "SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id"
-                    " WHERE mb.blob_digest = :d AND m.repository_id = :r LIMIT 1"
-                ),
-                {"d": digest, "r": repo_id},
-            ).first()
-            if used is not None:
-                remaining += 1
-            elif created > cutoff:
-                # Pushed recently and not yet referenced: its manifest may be on the way.
-                remaining += 1
-                recheck_at = max(recheck_at or 0.0, created.timestamp())
-            else:
-                session.execute(
-                    text(
-                        "DELETE FROM repository_blobs WHERE repository_id = :r AND blob_digest = :d"
-                    ),
-                    {"d": digest, "r": repo_id},
-                )
-                result.links += 1
-        referenced = session.execute(
-            text("SELECT 1 FROM manifest_blobs WHERE blob_digest = :d LIMIT 1"), params
-        ).first()
-        if remaining == 0 and referenced is None:
-            size, key = blob[0]
-            session.execute(text("DELETE FROM blobs WHERE digest = :d"), params)
-            _queue_bytes(session, key, size)
-            result.blobs = 1
-            result.keys.append((key, size))
-    # Deleting links re-queued this digest through the trigger; settle it last.
-    if recheck_at is not None:
+def _finish(session: Session, claim: _Claim, busy: set[Any]) -> None:
+    """Drop the events reviewed; push busy objects' events back by a grace delay."""
+    done = claim.ids(k for k in claim.events if k not in busy)
+    if done:
+        clause, params = in_list("e", done)
+        session.execute(text(f"DELETE FROM {claim.table} WHERE id IN {clause}"), params)  # noqa: S608
+    postponed = claim.ids(busy)
+    if postponed:
+        clause, params = in_list("e", postponed)
         session.execute(
-            text("UPDATE gc_blob_reviews SET event_at = :t WHERE digest = :d"),
-            {"t": recheck_at, "d": digest},
+            text(f"UPDATE {claim.table} SET event_at = :t WHERE id IN {clause}"),  # noqa: S608
+            {"t": claim.now, **params},
         )
-    else:
-        session.execute(text("DELETE FROM gc_blob_reviews WHERE digest = :d"), params)
+
+
+def _queue_bytes(session: Session, rows: list[tuple[str, int]], now: float) -> None:
+    if rows:
+        session.execute(
+            text(
+                "INSERT INTO gc_storage_deletions (storage_key, size, queued_at)"
+                " VALUES (:k, :s, :t) ON CONFLICT (storage_key) DO NOTHING"
+            ),
+            [{"k": key, "s": size, "t": now} for key, size in rows],
+        )
+
+
+# -- manifests -------------------------------------------------------------------
+
+# Manifests of the batch that something keeps: a tag, a parent index in the same
+# repository, or (for referrers: signatures, SBOMs) their subject.
+_KEPT_MANIFESTS = (
+    "SELECT manifest_id FROM tags WHERE manifest_id IN {ids}"
+    " UNION SELECT m.id FROM manifests m"
+    " JOIN manifest_references r ON r.child_digest = m.digest"
+    " JOIN manifests p ON p.id = r.parent_id AND p.repository_id = m.repository_id"
+    " WHERE m.id IN {ids}"
+    " UNION SELECT m.id FROM manifests m"
+    " JOIN manifests s ON s.repository_id = m.repository_id AND s.digest = m.subject_digest"
+    " WHERE m.id IN {ids}"
+)
+
+
+def review_manifests(
+    session: Session, delay: float, limit: int, *, locking: bool = True
+) -> TaskResult:
+    """Delete the batch's due manifests that nothing keeps."""
+    claim = _claim(session, "gc_manifest_reviews", "manifest_id", delay, limit, locking)
+    result = TaskResult(reviewed=len(claim.ids(claim.events)))
+    if not claim.events:
+        return result
+    candidates = set(claim.events) - _not_yet_due(session, claim)
+    busy: set[Any] = set()
+    if candidates:
+        clause, params = in_list("m", candidates)
+        rows, skipped = _lock_rows(
+            session,
+            f"SELECT id, storage_key, size FROM manifests WHERE id IN {clause}",  # noqa: S608
+            params,
+            locking,
+        )
+        locked = {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+        if skipped:
+            visible = session.execute(
+                text(f"SELECT id FROM manifests WHERE id IN {clause}"),  # noqa: S608
+                params,
+            )
+            busy = {int(r[0]) for r in visible} - set(locked)
+        if locked:
+            ids, params = in_list("m", locked)
+            kept = {
+                int(r[0]) for r in session.execute(text(_KEPT_MANIFESTS.format(ids=ids)), params)
+            }
+            doomed = [m for m in locked if m not in kept]
+            if doomed:
+                gone = [locked[m] for m in doomed]
+                _queue_bytes(session, gone, claim.now)
+                ids, params = in_list("m", doomed)
+                # The BEFORE DELETE trigger queues their blobs, children and referrers.
+                session.execute(text(f"DELETE FROM manifests WHERE id IN {ids}"), params)  # noqa: S608
+                result.manifests = len(doomed)
+                result.keys.extend(gone)
+    result.busy = len(busy)
+    _finish(session, claim, busy)
     return result
+
+
+# -- blobs -----------------------------------------------------------------------
+
+
+def review_blobs(session: Session, delay: float, limit: int, *, locking: bool = True) -> TaskResult:
+    """Drop repository links no manifest of that repository uses (after the grace
+    period), then the blobs nothing links or references any more."""
+    claim = _claim(session, "gc_blob_reviews", "digest", delay, limit, locking)
+    result = TaskResult(reviewed=len(claim.ids(claim.events)))
+    if not claim.events:
+        return result
+    candidates = set(claim.events) - _not_yet_due(session, claim)
+    busy: set[str] = set()
+    work: dict[str, tuple[str, int]] = {}
+    if candidates:
+        clause, params = in_list("d", candidates)
+        rows, skipped = _lock_rows(
+            session,
+            f"SELECT digest, storage_key, size FROM blobs WHERE digest IN {clause}",  # noqa: S608
+            params,
+            locking,
+        )
+        work = {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
+        if skipped:
+            visible = session.execute(
+                text(f"SELECT digest FROM blobs WHERE digest IN {clause}"),  # noqa: S608
+                params,
+            )
+            busy = {str(r[0]) for r in visible} - set(work)
+    links: list[Any] = []
+    if work:
+        # With the blob rows locked no link can be added; a link another
+        # transaction holds (a push, a blob DELETE) makes its blob busy.
+        clause, params = in_list("d", work)
+        links, skipped = _lock_rows(
+            session,
+            "SELECT repository_id, blob_digest, created_at FROM repository_blobs"  # noqa: S608
+            f" WHERE blob_digest IN {clause}",
+            params,
+            locking,
+        )
+        if skipped:
+            held = {(int(r[0]), str(r[1])) for r in links}
+            visible = session.execute(
+                text(
+                    "SELECT repository_id, blob_digest FROM repository_blobs"  # noqa: S608
+                    f" WHERE blob_digest IN {clause}"
+                ),
+                params,
+            )
+            busy |= {str(d) for r, d in visible if (int(r), str(d)) not in held}
+            for digest in busy:
+                work.pop(digest, None)
+    if work:
+        _settle_blobs(session, claim, work, [r for r in links if str(r[1]) in work], delay, result)
+    result.busy = len(busy)
+    _finish(session, claim, busy)
+    return result
+
+
+def _settle_blobs(
+    session: Session,
+    claim: _Claim,
+    work: dict[str, tuple[str, int]],
+    links: list[Any],
+    delay: float,
+    result: TaskResult,
+) -> None:
+    clause, params = in_list("d", work)
+    used = {
+        (str(d), int(r))
+        for d, r in session.execute(
+            text(
+                "SELECT DISTINCT mb.blob_digest, m.repository_id FROM manifest_blobs mb"  # noqa: S608
+                f" JOIN manifests m ON m.id = mb.manifest_id WHERE mb.blob_digest IN {clause}"
+            ),
+            params,
+        )
+    }
+    referenced = {d for d, _ in used}
+    cutoff = utcnow() - dt.timedelta(seconds=delay)
+    remaining: set[str] = set()
+    recheck: dict[str, float] = {}
+    unlink: list[dict[str, Any]] = []
+    for repo_id, digest_raw, created_raw in links:
+        digest, repo = str(digest_raw), int(repo_id)
+        created = _as_datetime(created_raw)
+        if (digest, repo) in used:
+            remaining.add(digest)
+        elif created > cutoff:
+            # Pushed recently and not yet referenced: its manifest may be on the way.
+            remaining.add(digest)
+            recheck[digest] = max(recheck.get(digest, 0.0), created.timestamp())
+        else:
+            unlink.append({"r": repo, "d": digest})
+    if unlink:
+        session.execute(
+            text("DELETE FROM repository_blobs WHERE repository_id = :r AND blob_digest = :d"),
+            unlink,
+        )
+        result.links = len(unlink)
+    doomed = [d for d in work if d not in remaining and d not in referenced]
+    if doomed:
+        gone = [work[d] for d in doomed]
+        _queue_bytes(session, gone, claim.now)
+        ids, params = in_list("d", doomed)
+        session.execute(text(f"DELETE FROM blobs WHERE digest IN {ids}"), params)  # noqa: S608
+        result.blobs = len(doomed)
+        result.keys.extend(gone)
+    if recheck:
+        # Review again once the youngest unreferenced link is past the grace delay.
+        session.execute(
+            text(
+                "INSERT INTO gc_blob_reviews (digest, event_at, event) VALUES (:d, :t, 'recheck')"
+            ),
+            [{"d": d, "t": t} for d, t in recheck.items()],
+        )
+    if unlink:
+        _drop_own_unlink_events(session, {u["d"] for u in unlink}, claim.now)
+
+
+def _drop_own_unlink_events(session: Session, digests: set[str], since: float) -> None:
+    """Deleting links made the trigger queue those digests again; this batch has
+    just settled them (their blob and links were locked), so drop those events."""
+    clause, params = in_list("d", digests)
+    inner = (
+        f"SELECT id FROM gc_blob_reviews WHERE digest IN {clause}"  # noqa: S608
+        " AND event = 'unlink' AND event_at >= :since"
+    )
+    if is_postgres(session):
+        inner += " FOR UPDATE SKIP LOCKED"  # never wait on another collector's events
+    session.execute(
+        text(f"DELETE FROM gc_blob_reviews WHERE id IN ({inner})"),  # noqa: S608
+        {"since": since, **params},
+    )
 
 
 def _as_datetime(value: Any) -> dt.datetime:
@@ -217,15 +354,3 @@ def _as_datetime(value: Any) -> dt.datetime:
         value = dt.datetime.fromisoformat(value)
     assert isinstance(value, dt.datetime)
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-def postpone(session: Session, busy: ObjectBusy) -> None:
-    """Push a busy review back so the pass moves on to other work."""
-    # Table and column come from ObjectBusy's fixed call sites, never from input.
-    session.execute(
-        text(
-            f"UPDATE {busy.table} SET event_at = {now_sql(session)}"  # noqa: S608
-            f" WHERE {busy.column} = :v"
-        ),
-        {"v": busy.value},
-    )
