@@ -347,9 +347,13 @@ class ManifestService:
             )
         if tag is not None:
             tx.run(_UPSERT_TAG, {"repo": repo_id, "name": tag, "m": record.id, "now": now})
+        # At most one update per repository and second: concurrent pushes to one
+        # repository would otherwise queue on its row lock (PostgreSQL) until commit.
+        cutoff = tx.timestamp(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         tx.run(
-            "UPDATE repositories SET last_push_at = :now WHERE id = :repo",
-            {"now": now, "repo": repo_id},
+            "UPDATE repositories SET last_push_at = :now WHERE id = :repo"
+            " AND (last_push_at IS NULL OR last_push_at < :cutoff)",
+            {"now": now, "repo": repo_id, "cutoff": cutoff},
         )
         return record
 
