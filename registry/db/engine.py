@@ -63,8 +63,11 @@ class Database:
             kwargs["pool_size"] = 64
             kwargs["max_overflow"] = 16
         elif self.dialect == "postgresql":
-            kwargs["pool_size"] = 10
-            kwargs["max_overflow"] = 20
+            # Overflow connections are closed on return, so a pool smaller than the
+            # usual concurrency reconnects per request. 4 processes x 24 stays under
+            # PostgreSQL's default max_connections (100).
+            kwargs["pool_size"] = 16
+            kwargs["max_overflow"] = 8
             kwargs["pool_pre_ping"] = True
         self.engine = create_engine(url, **kwargs)
         self._write_engine: Engine = self.engine
