@@ -6,8 +6,10 @@ triggered pass frees exactly what has become unreferenced.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +21,17 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 # while; give servers time, and one worker where several processes prove nothing.
 READY_TIMEOUT = 180.0
 ONE_WORKER = ["--workers", "1"]
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Make ``from conftest import ...`` in this directory's modules find this file.
+
+    Every conftest.py outside a package is imported as ``conftest``; when one pytest runs
+    several suites, ``sys.modules["conftest"]`` is whichever was loaded last. pytest
+    registers each conftest under its path, and calls this hook only for nodes below here.
+    """
+    if isinstance(collector, pytest.Module):
+        sys.modules["conftest"] = collector.config.pluginmanager.get_plugin(str(Path(__file__)))
 
 
 @pytest.fixture(scope="session")
