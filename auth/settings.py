@@ -11,11 +11,13 @@ Mode = Literal["none", "token", "external"]
 
 
 class ThrottleSettings(BaseModel):
-    """Failed-login throttling, counted per (username, client IP)."""
+    """Failed-login throttling, counted per (username, client IP) and per client IP
+    (so one address cannot try many usernames)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_failures: int = Field(default=5, ge=1)
+    max_failures_per_ip: int = Field(default=50, ge=1)
     window_seconds: int = Field(default=300, ge=1)
     lockout_seconds: int = Field(default=300, ge=1)
 

@@ -1,5 +1,6 @@
-"""Failed-login throttling per (username, client IP), stored in the database so that
-replicas agree. Increments are atomic in SQL; window resets are last-writer-wins."""
+"""Failed-login throttling per (username, client IP) and per client IP, stored in the
+database so that replicas agree. Increments are atomic in SQL; window resets are
+last-writer-wins."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from sqlalchemy.orm import Session
 from auth.models import LoginFailure, utcnow
 from auth.settings import ThrottleSettings
 
+# The per-IP counter's username: no account name can be "*".
+_ANY_USER = "*"
+
 
 class LoginThrottle:
     def __init__(self, settings: ThrottleSettings) -> None:
         self._max = settings.max_failures
+        self._max_per_ip = settings.max_failures_per_ip
         self._window = timedelta(seconds=settings.window_seconds)
         self._lockout = timedelta(seconds=settings.lockout_seconds)
 
@@ -27,19 +32,31 @@ class LoginThrottle:
     def retry_after(
         self, session: Session, username: str, client_ip: str, now: datetime | None = None
     ) -> int | None:
-        """Seconds until this pair may try again, or None when it is not locked."""
+        """Seconds until this pair may try again (the pair or its whole IP is locked),
+        or None when neither is locked."""
         now = now or utcnow()
-        row = session.get(LoginFailure, self._key(username, client_ip))
-        if row is None or row.locked_until is None or row.locked_until <= now:
-            return None
-        return max(1, math.ceil((row.locked_until - now).total_seconds()))
+        waits = []
+        for key in (self._key(username, client_ip), self._key(_ANY_USER, client_ip)):
+            row = session.get(LoginFailure, key)
+            if row is not None and row.locked_until is not None and row.locked_until > now:
+                waits.append(max(1, math.ceil((row.locked_until - now).total_seconds())))
+        return max(waits) if waits else None
 
     def record_failure(
         self, session: Session, username: str, client_ip: str, now: datetime | None = None
     ) -> int | None:
-        """Count a failure; returns the retry-after seconds if this locks the pair."""
+        """Count a failure for the pair and for the IP; returns the retry-after seconds
+        if this locks either."""
         now = now or utcnow()
-        key = self._key(username, client_ip)
+        pair = self._count(session, self._key(username, client_ip), self._max, now)
+        # Not reset by a success: one valid account must not reopen the IP to guessing.
+        per_ip = self._count(session, self._key(_ANY_USER, client_ip), self._max_per_ip, now)
+        waits = [w for w in (pair, per_ip) if w is not None]
+        return max(waits) if waits else None
+
+    def _count(
+        self, session: Session, key: tuple[str, str], limit: int, now: datetime
+    ) -> int | None:
         row = session.get(LoginFailure, key)
         if row is None:
             row = LoginFailure(username=key[0], client_ip=key[1], window_start=now, failures=1)
@@ -55,7 +72,7 @@ class LoginThrottle:
         else:
             self._bump(session, row, now)
         locked = None
-        if row.failures >= self._max:
+        if row.failures >= limit:
             row.locked_until = now + self._lockout
             locked = math.ceil(self._lockout.total_seconds())
         session.flush()

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from auth.accounts import ensure_admin
 from auth.factory import AuthComponents, build_auth
-from auth.settings import AuthSettings
+from auth.settings import Argon2Settings, AuthSettings, ThrottleSettings
 from registry.db import migrate
 from registry.db.engine import Database
 from registry.domain.errors import RegistryError
@@ -88,6 +88,18 @@ def build_auth_settings(settings: Settings) -> AuthSettings:
         personal_namespaces=settings.auth_personal_namespaces,
         admin_username=settings.auth_admin_username,
         admin_password=settings.auth_admin_password,
+        refresh_ttl_seconds=settings.auth_refresh_ttl_seconds,
+        throttle=ThrottleSettings(
+            max_failures=settings.auth_throttle_max_failures,
+            max_failures_per_ip=settings.auth_throttle_max_failures_per_ip,
+            window_seconds=settings.auth_throttle_window_seconds,
+            lockout_seconds=settings.auth_throttle_lockout_seconds,
+        ),
+        argon2=Argon2Settings(
+            time_cost=settings.auth_argon2_time_cost,
+            memory_kib=settings.auth_argon2_memory_kib,
+            parallelism=settings.auth_argon2_parallelism,
+        ),
     )
 
 

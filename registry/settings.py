@@ -80,6 +80,17 @@ class Settings(BaseModel):
     # First admin account, created at start when it does not exist.
     auth_admin_username: str | None = None
     auth_admin_password: SecretStr | None = None
+    auth_refresh_ttl_seconds: int = Field(30 * 86400, ge=60)
+    # Failed logins: a (username, IP) pair, or an IP over all usernames, is locked
+    # for the lockout after this many failures within the window.
+    auth_throttle_max_failures: int = Field(5, ge=1)
+    auth_throttle_max_failures_per_ip: int = Field(50, ge=1)
+    auth_throttle_window_seconds: int = Field(300, ge=1)
+    auth_throttle_lockout_seconds: int = Field(300, ge=1)
+    # argon2id password hashing cost (RFC 9106 low-memory profile by default).
+    auth_argon2_time_cost: int = Field(3, ge=1)
+    auth_argon2_memory_kib: int = Field(65536, ge=8)
+    auth_argon2_parallelism: int = Field(4, ge=1)
 
     def resolved_auth_realm(self) -> str:
         if self.auth_realm:

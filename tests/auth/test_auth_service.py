@@ -199,6 +199,25 @@ def test_throttle_window_resets(session: Session) -> None:
     assert t.retry_after(session, "bob", "ip", start + timedelta(seconds=22)) is None
 
 
+def test_throttle_per_ip_across_usernames(session: Session) -> None:
+    t = LoginThrottle(
+        ThrottleSettings(
+            max_failures=5, max_failures_per_ip=4, window_seconds=60, lockout_seconds=30
+        )
+    )
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    # One failure each for many usernames never locks a pair, but does lock the IP.
+    assert [t.record_failure(session, f"user{i}", "9.9.9.9", now) for i in range(4)] == [
+        None, None, None, 30,
+    ]  # fmt: skip
+    assert t.retry_after(session, "someone-else", "9.9.9.9", now) == 30
+    assert t.retry_after(session, "user0", "8.8.8.8", now) is None
+    # A success of one user does not reopen the address.
+    t.reset(session, "user0", "9.9.9.9")
+    assert t.retry_after(session, "user0", "9.9.9.9", now + timedelta(seconds=10)) == 20
+    assert t.retry_after(session, "user0", "9.9.9.9", now + timedelta(seconds=31)) is None
+
+
 def test_guard(auth: AuthComponents, session: Session) -> None:
     s = svc(auth)
     params = [("scope", "repository:team/app:pull")]

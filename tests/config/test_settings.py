@@ -98,3 +98,23 @@ def unused_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_throttle_and_argon2_settings_reach_the_auth_package(tmp_path: Path) -> None:
+    from registry.app import build_auth_settings
+
+    config = tmp_path / "lading.yml"
+    config.write_text("auth:\n  throttle:\n    max_failures: 7\n  argon2:\n    time_cost: 4\n")
+    settings = load_settings(
+        config,
+        environ={
+            "LADING_AUTH_THROTTLE_MAX_FAILURES_PER_IP": "11",
+            "LADING_AUTH_ARGON2_MEMORY_KIB": "1024",
+        },
+    )
+    auth = build_auth_settings(settings)
+    assert auth.throttle.max_failures == 7
+    assert auth.throttle.max_failures_per_ip == 11
+    assert auth.argon2.time_cost == 4 and auth.argon2.memory_kib == 1024
+    with pytest.raises(SettingsError, match="auth_throttle_lockout_seconds"):
+        load_settings(environ={"LADING_AUTH_THROTTLE_LOCKOUT_SECONDS": "0"})
