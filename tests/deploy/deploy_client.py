@@ -1,4 +1,5 @@
-"""A small registry API client for the deployment tests (token auth aware).
+"""A small registry API client for the deployment tests (token auth aware), and helpers
+for the docker CLI and for a replica's own logs and metrics.
 
 Every call may go to a different replica: ``alternating_upload`` sends each request of one
 chunked upload to the next client in turn.
@@ -9,10 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from support.dockerd import DockerEngine
 
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -27,9 +33,12 @@ class RegistryClient:
         *,
         tokens: dict[str, str] | None = None,
         own_realm: bool = False,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=120.0)
+        # ``verify``: a context trusting the test CA, for https through the test proxy.
+        self.verify = verify
+        self.http = httpx.Client(base_url=self.url, timeout=120.0, verify=verify)
         self.credentials = (username, password)
         # Share ``tokens`` between clients to use one replica's tokens on another.
         self._tokens: dict[str, str] = {} if tokens is None else tokens
@@ -45,7 +54,9 @@ class RegistryClient:
         realm = params["realm"]
         if self.own_realm:
             realm = self.url + urlsplit(realm).path
-        response = httpx.get(realm, params=query, auth=self.credentials, timeout=60)
+        response = httpx.get(
+            realm, params=query, auth=self.credentials, timeout=60, verify=self.verify
+        )
         response.raise_for_status()
         body = response.json()
         return str(body.get("token") or body["access_token"])
@@ -158,3 +169,67 @@ class RegistryClient:
         done = next_client().request("PUT", location, scope, params={"digest": digest})
         assert done.status_code == 201, done.text
         return served
+
+
+# --- the docker CLI and the replicas' own endpoints ----------------------------------------
+
+
+def docker_login(
+    engine: DockerEngine, host: str, username: str, password: str
+) -> subprocess.CompletedProcess[str]:
+    """``docker login`` with the password on stdin; the caller checks the outcome."""
+    return subprocess.run(
+        ["docker", "login", "-u", username, "--password-stdin", host],
+        input=password,
+        env=engine.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def image_with_payload(engine: DockerEngine, tmp: Path, ref: str, size: int) -> bytes:
+    """Build ``ref``: FROM scratch plus one file of ``size`` random bytes at /payload."""
+    payload = secrets.token_bytes(size)
+    ctx = tmp / f"image-{secrets.token_hex(4)}"
+    ctx.mkdir()
+    (ctx / "payload").write_bytes(payload)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY payload /payload\n")
+    engine.run("build", "-q", "-t", ref, str(ctx))
+    return payload
+
+
+def payload_of(engine: DockerEngine, ref: str, tmp: Path) -> bytes:
+    container = engine.out("create", ref, "/payload")
+    try:
+        target = tmp / f"payload-{secrets.token_hex(4)}"
+        engine.run("cp", f"{container}:/payload", str(target))
+        return target.read_bytes()
+    finally:
+        engine.run("rm", container, check=False)
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    """The value of one sample on ``url``/metrics (0 when absent), e.g. a replica's own."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    wanted = f"{name}{{{labels}}}" if labels else name
+    total = 0.0
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == wanted:
+            total += float(value)
+    return total
+
+
+def access_log(engine: DockerEngine, container: str) -> list[dict[str, Any]]:
+    """The ``lading.access`` JSON lines a container has logged so far."""
+    result = engine.run("logs", container, timeout=120)
+    entries = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if entry.get("logger") == "lading.access":
+            entries.append(entry)
+    return entries

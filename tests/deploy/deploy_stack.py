@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 PYTHON_IMAGE = "lading-test/python-base:bookworm"
 POSTGRES_BASE_IMAGE = "lading-test/postgres-base:bookworm"
 POSTGRES_IMAGE = "lading-test/postgres:15"
+NGINX_IMAGE = "lading-test/nginx:bookworm"
+# The administrator the test env file creates (its password: Compose.env["ADMIN_PASSWORD"]).
+ADMIN = "admin"
 _PACKAGES = {
     "python-base": "python3,python3-venv,ca-certificates",
     "postgres-base": "postgresql,ca-certificates",
@@ -217,6 +220,34 @@ def ensure_base_images(engine: DockerEngine) -> None:
         )
 
 
+def ensure_nginx_image(engine: DockerEngine) -> str:
+    """Debian's nginx on the Python base, standing in for the official image (cached)."""
+    ensure_base_images(engine)
+    if not _has_image(engine, NGINX_IMAGE):
+        log(f"docker build {NGINX_IMAGE} (apt-get install nginx)")
+        engine.run(
+            "build",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE_IMAGE={PYTHON_IMAGE}",
+            "-t",
+            NGINX_IMAGE,
+            str(HERE / "nginx"),
+            timeout=900,
+        )
+    return NGINX_IMAGE
+
+
+def bridge_gateway(engine: DockerEngine) -> str:
+    """The host's address on the engine's default bridge: reachable, and not loopback.
+
+    Docker treats 127.0.0.0/8 registries as insecure (it would not verify TLS there), so
+    TLS tests push to this address instead.
+    """
+    return engine.out("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}")
+
+
 # --- build context with a wheelhouse -----------------------------------------------------
 
 
@@ -297,6 +328,37 @@ class Compose:
             cmd += ["-f", str(file)]
         env = {**self.engine.env(), **self.env}
         return run([*cmd, *args], env=env, cwd=self.files[0].parent, timeout=timeout).stdout
+
+    def up(self, *args: str, replicas: int = 1, profiles: Sequence[str] = ()) -> list[str]:
+        """``up -d`` with ``profiles``; the ids of the healthy ``lading`` containers."""
+        started = time.monotonic()
+        selected = [part for name in profiles for part in ("--profile", name)]
+        self(*selected, "up", "-d", *args, timeout=600)
+        ids = self.wait_healthy("lading", count=replicas)
+        log(f"stack healthy in {time.monotonic() - started:.0f}s")
+        return ids
+
+    @contextmanager
+    def variant(self, env_lines: str, env: dict[str, str], work: Path) -> Iterator[Path]:
+        """The stack with more env-file lines and compose variables, on fresh volumes.
+
+        Yields the env file; afterwards every profile is taken down with its volumes and
+        the variables are restored.
+        """
+        saved = dict(self.env)
+        env_file = work / "variant.env"
+        env_file.write_text(Path(saved["LADING_ENV_FILE"]).read_text() + env_lines)
+        everything = ("--profile", "s3", "--profile", "tls")
+        self(*everything, "down", "-v", "--remove-orphans", timeout=300)
+        self.env.update({"LADING_ENV_FILE": str(env_file), **env})
+        try:
+            yield env_file
+        finally:
+            try:
+                self(*everything, "down", "-v", "--remove-orphans", timeout=300)
+            finally:
+                self.env.clear()
+                self.env.update(saved)
 
     def container_ids(self, service: str) -> list[str]:
         return self("ps", "-q", service).split()
