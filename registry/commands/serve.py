@@ -52,6 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "timeout_keep_alive": 75,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,
+        # Multi-worker mode: uvicorn replaces a worker that does not answer its
+        # supervisor within this many seconds; the default (5) killed workers that
+        # were merely slow to import or busy on a loaded host.
+        "timeout_worker_healthcheck": 30,
     }
     log.info(
         "Lading listening on http://%s:%d with %d worker(s)", settings.host, settings.port, workers
