@@ -66,6 +66,9 @@ def test_user_lifecycle_is_audited(client: httpx.Client) -> None:
     assert name in [u["username"] for u in listed] and ADMIN in [u["username"] for u in listed]
     assert client.get(f"{API}/users/{name}", auth=BOSS).json()["username"] == name
     assert client.get(f"{API}/users/nobody-{name}", auth=BOSS).status_code == 404
+    for bad_path in ("users/bad%00name", "users/Upper", "groups/-bad%00", "robots/no-plus"):
+        invalid = client.get(f"{API}/{bad_path}", auth=BOSS)
+        assert invalid.status_code == 400 and errors_of(invalid)[0]["code"] == "BAD_REQUEST"
 
     # The new account can log in like `docker login` does.
     login = client.get("/token", params={"service": "lading", "offline_token": "true",

@@ -4,6 +4,7 @@ public pull patterns. Every change is written to the audit log by the service.""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from anyio import to_thread
 from starlette.responses import Response
@@ -20,6 +21,22 @@ ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 USERNAME = {"type": "string", "pattern": a.USERNAME_PATTERN, "maxLength": 64}
 GROUP = {"type": "string", "pattern": a.GROUP_PATTERN}
 LOGIN = {"type": "string", "pattern": a.ROBOT_LOGIN_PATTERN, "maxLength": 129}
+
+
+_PATH_GRAMMARS = {
+    "username": ("username", re.compile(a.USERNAME_PATTERN), 64),
+    "group": ("group name", re.compile(a.GROUP_PATTERN), 64),
+    "login": ("robot login (owner+name)", re.compile(a.ROBOT_LOGIN_PATTERN), 129),
+}
+
+
+def _param(call: Call, param: str) -> str:
+    """A name from the path, checked before it reaches a query (PostgreSQL refuses NUL)."""
+    raw = call.params[param]
+    what, grammar, limit = _PATH_GRAMMARS[param]
+    if len(raw) > limit or not grammar.fullmatch(raw):
+        raise RegistryError(REQUEST_INVALID, f"invalid {what}: {raw[:80]!r}")
+    return raw
 
 
 def _id(call: Call, param: str) -> int:
@@ -97,7 +114,7 @@ class AccountApi:
         return json_response(_user(view), 201)
 
     async def show_user(self, call: Call) -> Response:
-        view = await to_thread.run_sync(self.service.user, call.params["username"])
+        view = await to_thread.run_sync(self.service.user, _param(call, "username"))
         return json_response(_user(view))
 
     async def update_user(self, call: Call) -> Response:
@@ -105,7 +122,7 @@ class AccountApi:
         view = await to_thread.run_sync(
             lambda: self.service.update_user(
                 call.principal.subject,
-                call.params["username"],
+                _param(call, "username"),
                 password=body.password,
                 admin=body.admin,
                 disabled=body.disabled,
@@ -115,7 +132,7 @@ class AccountApi:
 
     async def delete_user(self, call: Call) -> Response:
         await to_thread.run_sync(
-            self.service.delete_user, call.principal.subject, call.params["username"]
+            self.service.delete_user, call.principal.subject, _param(call, "username")
         )
         return Response(status_code=204)
 
@@ -132,12 +149,12 @@ class AccountApi:
         return json_response(_group(view), 201)
 
     async def show_group(self, call: Call) -> Response:
-        view = await to_thread.run_sync(self.service.group, call.params["group"])
+        view = await to_thread.run_sync(self.service.group, _param(call, "group"))
         return json_response(_group(view))
 
     async def delete_group(self, call: Call) -> Response:
         await to_thread.run_sync(
-            self.service.delete_group, call.principal.subject, call.params["group"]
+            self.service.delete_group, call.principal.subject, _param(call, "group")
         )
         return Response(status_code=204)
 
@@ -145,8 +162,8 @@ class AccountApi:
         view = await to_thread.run_sync(
             self.service.add_member,
             call.principal.subject,
-            call.params["group"],
-            call.params["username"],
+            _param(call, "group"),
+            _param(call, "username"),
         )
         return json_response(_group(view))
 
@@ -154,8 +171,8 @@ class AccountApi:
         view = await to_thread.run_sync(
             self.service.remove_member,
             call.principal.subject,
-            call.params["group"],
-            call.params["username"],
+            _param(call, "group"),
+            _param(call, "username"),
         )
         return json_response(_group(view))
 
@@ -207,18 +224,18 @@ class AccountApi:
         return json_response(out, 201)
 
     async def show_robot(self, call: Call) -> Response:
-        info = await to_thread.run_sync(self.service.robot, call.params["login"])
+        info = await to_thread.run_sync(self.service.robot, _param(call, "login"))
         return json_response(_robot(info))
 
     async def revoke_robot(self, call: Call) -> Response:
         info = await to_thread.run_sync(
-            self.service.revoke_robot, call.principal.subject, call.params["login"]
+            self.service.revoke_robot, call.principal.subject, _param(call, "login")
         )
         return json_response(_robot(info))
 
     async def delete_robot(self, call: Call) -> Response:
         await to_thread.run_sync(
-            self.service.delete_robot, call.principal.subject, call.params["login"]
+            self.service.delete_robot, call.principal.subject, _param(call, "login")
         )
         return Response(status_code=204)
 
