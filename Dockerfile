@@ -35,6 +35,8 @@ RUN groupadd --system --gid 10001 lading \
 COPY --from=builder /opt/lading /opt/lading
 COPY deploy/entrypoint.sh /usr/local/bin/lading-entrypoint
 COPY deploy/healthcheck.py /usr/local/lib/lading-healthcheck.py
+# Two uvicorn workers, where bare `lading serve` starts one: the image is meant for the
+# PostgreSQL stack (docs/deployment.md, "Worker processes"). LADING_WORKERS changes it.
 ENV PATH=/opt/lading/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

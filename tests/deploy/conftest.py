@@ -43,7 +43,7 @@ def compose(
     compose_file = stack.build_context(work / "ctx")
     override = work / "ctx" / "test-override.yml"
     override.write_text(
-        'version: "3.8"\nservices:\n  lading:\n    build:\n      args:\n        PIP_NO_INDEX: "1"\n'
+        'services:\n  lading:\n    build:\n      args:\n        PIP_NO_INDEX: "1"\n'
     )
     port = free_port()
     password = secrets.token_urlsafe(18)

@@ -9,7 +9,7 @@
 - ``build_context``: a copy of the work tree plus a ``wheelhouse/`` of wheels built on the
   host (cached per pyproject.toml), so image builds need no network: the shipped Dockerfile
   reads ``wheelhouse/`` and the test passes ``PIP_NO_INDEX=1`` through an override file.
-- ``Compose``: runs ``docker-compose`` (v1) or ``docker compose`` (v2) on the shipped file.
+- ``Compose``: runs Compose v1 or v2 (``compose_tools``) on the shipped file.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from compose_tools import compose_command
 from support.dockerd import DockerEngine, DockerError, _ping, _server_version
 from support.server import stop_process
 from support.tools import require_tool, unavailable
@@ -304,15 +305,6 @@ def build_context(dest: Path) -> Path:
 
 
 # --- compose -----------------------------------------------------------------------------
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-    if probe.returncode == 0:
-        return ["docker", "compose"]
-    unavailable("neither docker-compose nor the docker compose plugin is installed")
 
 
 @dataclass
