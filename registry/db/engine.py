@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db.group_commit import GroupCommitter
@@ -109,6 +110,21 @@ class Database:
         """A transaction that commits on success and rolls back on error."""
         with self.writer_lock(), self._write_sessions() as session, session.begin():
             yield session
+
+    def write_retrying(self, work: Callable[[Session], T], attempts: int = 5) -> T:
+        """Run ``work`` in a ``write()`` session, again from the start when PostgreSQL
+        reports a deadlock or serialization failure (it rolled the whole transaction
+        back, so retrying is safe). ``work`` must only touch the database."""
+        for attempt in range(attempts):
+            try:
+                with self.write() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if code not in _RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 * (2**attempt))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:

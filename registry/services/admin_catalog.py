@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from registry.db.engine import Database
 from registry.db.models import Blob, Manifest, ManifestBlob, ManifestReference, Repository, Tag
@@ -136,26 +137,35 @@ class CatalogService:
 
     def delete_repository(self, name: str, actor: str) -> dict[str, int]:
         """Remove the repository with its tags, manifests and blob links; GC frees blobs."""
-        with self.db.write() as session:
-            repo_id = session.scalar(select(Repository.id).where(Repository.name == name))
-            if repo_id is None:
-                raise RegistryError(NAME_UNKNOWN, detail={"name": name})
-            keys = list(
-                session.scalars(
-                    select(Manifest.storage_key).where(Manifest.repository_id == repo_id)
-                )
-            )
-            tag_count = session.scalar(
-                select(func.count()).select_from(Tag).where(Tag.repository_id == repo_id)
-            )
-            # Explicit deletes (not only FK cascades) so GC review triggers see each row.
-            session.execute(delete(Tag).where(Tag.repository_id == repo_id))
-            session.execute(delete(Manifest).where(Manifest.repository_id == repo_id))
-            session.execute(delete(Repository).where(Repository.id == repo_id))
-            result = {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(keys)}
-            AuditService.add(session, actor, "repository.delete", name, dict(result))
+        # PostgreSQL may pick this transaction as a deadlock victim: run it again.
+        result, keys = self.db.write_retrying(lambda s: self._delete_repository(s, name, actor))
         self._delete_keys(keys)
         return result
+
+    @staticmethod
+    def _delete_repository(
+        session: Session, name: str, actor: str
+    ) -> tuple[dict[str, int], list[str]]:
+        # Lock the repository row first, as pushes do (FOR KEY SHARE): a push in
+        # progress finishes before we delete, a new one waits for us.
+        repo_id = session.scalar(
+            select(Repository.id).where(Repository.name == name).with_for_update()
+        )
+        if repo_id is None:
+            raise RegistryError(NAME_UNKNOWN, detail={"name": name})
+        keys = list(
+            session.scalars(select(Manifest.storage_key).where(Manifest.repository_id == repo_id))
+        )
+        tag_count = session.scalar(
+            select(func.count()).select_from(Tag).where(Tag.repository_id == repo_id)
+        )
+        # Explicit deletes (not only FK cascades) so GC review triggers see each row.
+        session.execute(delete(Tag).where(Tag.repository_id == repo_id))
+        session.execute(delete(Manifest).where(Manifest.repository_id == repo_id))
+        session.execute(delete(Repository).where(Repository.id == repo_id))
+        result = {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(keys)}
+        AuditService.add(session, actor, "repository.delete", name, dict(result))
+        return result, keys
 
     def _delete_keys(self, keys: Iterable[str]) -> None:
         # Each manifest row owns its own copy of the bytes (see ManifestService.delete).

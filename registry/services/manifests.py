@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import (
@@ -395,41 +396,38 @@ class ManifestService:
 
     def delete(self, repository: str, reference: str) -> None:
         """By digest: the manifest and its tags. By tag: only that tag."""
-        doomed_key: str | None = None
-        with self.db.write() as session:
-            repo_id = find_repository_id(session, repository)
-            removed = 0
-            if repo_id is not None:
-                if looks_like_digest(reference):
-                    digest = str(parse_digest(reference))
-                    doomed_key = session.scalar(
-                        select(Manifest.storage_key).where(
-                            Manifest.repository_id == repo_id, Manifest.digest == digest
-                        )
-                    )
-                    removed = rows_affected(
-                        session.execute(
-                            delete(Manifest).where(
-                                Manifest.repository_id == repo_id, Manifest.digest == digest
-                            )
-                        )
-                    )
-                else:
-                    removed = rows_affected(
-                        session.execute(
-                            delete(Tag).where(
-                                Tag.repository_id == repo_id, Tag.name == check_tag(reference)
-                            )
-                        )
-                    )
-            if not removed:
-                raise RegistryError(
-                    MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
-                )
+        if looks_like_digest(reference):
+            digest, tag = str(parse_digest(reference)), None
+        else:
+            digest, tag = None, check_tag(reference)
+        # PostgreSQL may pick this transaction as a deadlock victim: run it again.
+        removed, doomed_key = self.db.write_retrying(
+            lambda session: self._delete_rows(session, repository, digest, tag)
+        )
+        if not removed:
+            raise RegistryError(
+                MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
+            )
         if doomed_key is not None:
             # Each manifest row owns its own copy of the bytes (unique key).
             with contextlib.suppress(StorageError):
                 self.driver.delete(doomed_key)
+
+    @staticmethod
+    def _delete_rows(
+        session: Session, repository: str, digest: str | None, tag: str | None
+    ) -> tuple[int, str | None]:
+        """Rows removed, and the storage key of a manifest deleted by digest."""
+        repo_id = find_repository_id(session, repository)
+        if repo_id is None:
+            return 0, None
+        if digest is None:
+            gone = delete(Tag).where(Tag.repository_id == repo_id, Tag.name == tag)
+            return rows_affected(session.execute(gone)), None
+        where = (Manifest.repository_id == repo_id, Manifest.digest == digest)
+        key = session.scalar(select(Manifest.storage_key).where(*where))
+        removed = rows_affected(session.execute(delete(Manifest).where(*where)))
+        return removed, key if removed else None
 
 
 def index_document(descriptors: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,14 +47,22 @@ def ensure_repository(executor: Executor, name: str) -> int:
 
 
 def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
-    """``ensure_repository`` inside a raw transaction."""
-    row = tx.one("SELECT id FROM repositories WHERE name = :name", {"name": name})
+    """``ensure_repository`` inside a raw transaction.
+
+    On PostgreSQL the row is held FOR KEY SHARE until commit, taken first: a
+    repository delete (which locks the row first too) then either waits for us or
+    has finished, so rows we add never point at a deleted repository.
+    """
+    find = "SELECT id FROM repositories WHERE name = :name"
+    if tx.is_postgres:
+        find += " FOR KEY SHARE"
+    row = tx.one(find, {"name": name})
     if row is None:
         tx.run(
             "INSERT INTO repositories (name, created_at) VALUES (:name, :now)"
             " ON CONFLICT (name) DO NOTHING",
             {"name": name, "now": now},
         )
-        row = tx.one("SELECT id FROM repositories WHERE name = :name", {"name": name})
+        row = tx.one(find, {"name": name})
     assert row is not None
     return int(row[0])

@@ -277,7 +277,8 @@ class RetentionService:
 
     def apply(self, policies: Sequence[Rules], actor: str) -> RetentionPlan:
         plan = self.plan(policies)
-        with self.db.write() as session:
+
+        def delete_and_audit(session: Session) -> list[str]:
             keys = self._delete_planned(session, plan)
             self.audit.add(
                 session,
@@ -299,6 +300,11 @@ class RetentionService:
                     },
                 },
             )
+            return keys
+
+        # PostgreSQL may pick this transaction as a deadlock victim (a push locks a
+        # manifest, then its tag; we delete tags, then manifests): run it again.
+        keys = self.db.write_retrying(delete_and_audit)
         for key in keys:
             with contextlib.suppress(StorageError):
                 self.driver.delete(key)

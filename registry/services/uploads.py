@@ -154,9 +154,15 @@ def _link_existing(tx: RawTx, repository: str, digest: str) -> tuple[int, str] |
 def _record_blob(tx: RawTx, repository: str, digest: str, size: int, key: str) -> tuple[int, str]:
     """Record the blob unless another upload did; link it; the row now on record."""
     now = tx.timestamp()
-    tx.run(_RECORD_BLOB, {"digest": digest, "size": size, "key": key, "now": now})
-    row = _blob_row(tx, digest)
-    assert row is not None
+    for _ in range(3):
+        tx.run(_RECORD_BLOB, {"digest": digest, "size": size, "key": key, "now": now})
+        row = _blob_row(tx, digest)
+        if row is not None:
+            break
+        # PostgreSQL: a collector deleted the existing row while we waited on its
+        # lock; our bytes are durable under their own key, so record them anew.
+    else:
+        raise RegistryError(UNAVAILABLE, "blob is being collected concurrently; retry")
     link_blob_raw(tx, repository, digest, now)
     return row
 
