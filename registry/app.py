@@ -62,6 +62,8 @@ def build_driver(settings: Settings) -> Driver:
                 access_key=settings.s3_access_key,
                 secret_key=settings.s3_secret_key,
                 redirect=settings.s3_redirect,
+                part_size=settings.s3_part_size,
+                max_concurrency=settings.s3_max_concurrency,
             )
         )
         return driver

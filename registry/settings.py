@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "LADING_"
+_MiB = 1024 * 1024
+# S3's bounds for a part that is not the last one.
+_S3_PART_SIZE_RANGE = (5 * _MiB, 5 * 1024 * _MiB)
 
 
 class SettingsError(Exception):
@@ -47,6 +50,12 @@ class Settings(BaseModel):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     s3_redirect: bool = False
+    # Bytes per multipart part (every part but the last has this size, as R2 requires)
+    # and per ranged read; the largest blob is 10,000 parts. 5 MiB..5 GiB.
+    s3_part_size: int = 8 * _MiB
+    # Parts (or read ranges) one request transfers at once; memory per request is
+    # about (s3_max_concurrency + 1) * s3_part_size.
+    s3_max_concurrency: int = Field(4, ge=1, le=64)
 
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(10000, ge=1)
@@ -91,6 +100,14 @@ class Settings(BaseModel):
     auth_argon2_time_cost: int = Field(3, ge=1)
     auth_argon2_memory_kib: int = Field(65536, ge=8)
     auth_argon2_parallelism: int = Field(4, ge=1)
+
+    @field_validator("s3_part_size")
+    @classmethod
+    def _check_s3_part_size(cls, value: int) -> int:
+        low, high = _S3_PART_SIZE_RANGE
+        if not low <= value <= high:
+            raise ValueError(f"must be between 5 MiB and 5 GiB ({low}..{high} bytes), not {value}")
+        return value
 
     def resolved_auth_realm(self) -> str:
         if self.auth_realm:

@@ -3,31 +3,17 @@
 Layout below the configured prefix: user keys as given; ``_uploads/<id>/``
 holds upload tails (never listed); ``_blobs/<id>`` is where large uploads
 are completed, so commit needs no extra copy (see ``storage.s3_uploads``).
-
-One boto3 client is shared by every thread: clients are thread-safe,
-sessions are not, so the session is used only in the constructor.
+Client, configuration and error translation live in ``storage.s3_base``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
 
-import boto3
-import urllib3.exceptions
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
 from storage.driver import (
@@ -40,148 +26,24 @@ from storage.driver import (
     UploadStateInvalid,
 )
 from storage.keys import check_key, check_prefix, check_upload_id
-from storage.s3_uploads import MIN_PART_SIZE, S3UploadWriter, UploadToken, new_tail_name
+from storage.s3_base import BLOBS, NOT_FOUND, UPLOADS, S3Base, S3Config, error_code
+from storage.s3_parts import RangeReader
+from storage.s3_uploads import S3UploadWriter, UploadToken
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+__all__ = ["S3Config", "S3Driver", "UploadNotReadable"]
 
 READ_CHUNK = 1024 * 1024
-_UPLOADS = "_uploads"
-_BLOBS = "_blobs"
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-_DENIED = frozenset(
-    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
-)
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class UploadNotReadable(StorageError):
     """S3 cannot read back parts of a multipart upload before it is completed."""
 
 
-@dataclass(frozen=True, slots=True)
-class S3Config:
-    bucket: str
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    prefix: str = ""
-    path_style: bool = False
-    # Both or neither; without them boto3's standard credential chain is used.
-    access_key: str | None = None
-    secret_key: str | None = None
-    redirect: bool = False
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    max_retries: int = 4
-    part_size: int = 8 * 1024 * 1024
-    max_pool_connections: int = 64
-
-    def __post_init__(self) -> None:
-        if not self.bucket:
-            raise ValueError("S3Config.bucket is required")
-        if self.part_size < MIN_PART_SIZE:
-            raise ValueError("S3Config.part_size must be at least 5 MiB")
-        if (self.access_key is None) != (self.secret_key is None):
-            raise ValueError("S3Config needs both access_key and secret_key, or neither")
-        if self.max_retries < 0:
-            raise ValueError("S3Config.max_retries must be >= 0")
-        check_prefix(self.prefix)
-
-
-class S3Driver:
+class S3Driver(S3Base):
     """Stores objects in ``config.bucket`` under ``config.prefix``."""
 
     name = "s3"
-
-    def __init__(self, config: S3Config) -> None:
-        self.config = config
-        stripped = config.prefix.strip("/")
-        self._root = f"{stripped}/" if stripped else ""
-        self._where = f"bucket {config.bucket!r} at {config.endpoint_url or 'AWS S3'}"
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key,
-            aws_secret_access_key=config.secret_key,
-            region_name=config.region,
-        )
-        self._client: S3Client = session.client(
-            "s3", endpoint_url=config.endpoint_url, config=self._botocore_config(retries=True)
-        )
-        # check() must fail fast rather than back off through retries.
-        self._check_client: S3Client = session.client(
-            "s3", endpoint_url=config.endpoint_url, config=self._botocore_config(retries=False)
-        )
-
-    def _botocore_config(self, *, retries: bool) -> Config:
-        c = self.config
-        return Config(
-            connect_timeout=c.connect_timeout if retries else min(c.connect_timeout, 3.0),
-            read_timeout=c.read_timeout if retries else min(c.read_timeout, 10.0),
-            retries={"total_max_attempts": c.max_retries + 1 if retries else 1, "mode": "standard"},
-            s3={"addressing_style": "path" if c.path_style else "auto"},
-            signature_version="s3v4",
-            max_pool_connections=c.max_pool_connections,
-            # Many S3-compatible servers reject the newer default checksum headers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-
-    # -- helpers -----------------------------------------------------------
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Translate botocore/urllib3 failures into driver errors."""
-        try:
-            yield
-        except StorageError:
-            raise
-        except ClientError as exc:
-            self._raise_client_error(exc, what)
-        except NoCredentialsError as exc:
-            raise StorageUnavailable(f"no S3 credentials found for {self._where}") from exc
-        except ReadTimeoutError as exc:
-            raise StorageUnavailable(f"S3 timed out on {what} ({self._where})") from exc
-        except BotoConnectionError as exc:
-            raise StorageUnavailable(f"cannot reach S3 {self._where}: {exc}") from exc
-        except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StorageUnavailable(f"S3 request failed on {what} ({self._where}): {exc}") from exc
-
-    def _raise_client_error(self, exc: ClientError, what: str) -> NoReturn:
-        error = exc.response.get("Error", {})
-        code = _code(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _NOT_FOUND:
-            raise ObjectNotFound(what) from exc
-        if code == "NoSuchUpload":
-            raise UploadStateInvalid(f"multipart upload is gone ({what})") from exc
-        if code == "NoSuchBucket":
-            raise StorageUnavailable(f"S3 {self._where} does not exist") from exc
-        if code in _DENIED:
-            raise StorageUnavailable(f"access denied to S3 {self._where} ({code})") from exc
-        message = error.get("Message", "")
-        raise StorageUnavailable(
-            f"S3 error {code or status} on {what} ({self._where}): {message}"
-        ) from exc
-
-    def _key(self, key: str) -> str:
-        """Full S3 key of a user key that may be read or deleted."""
-        check_key(key)
-        if key.split("/", 1)[0] == _UPLOADS:
-            raise InvalidKey(f"reserved key: {key!r}")
-        return self._root + key
-
-    def _write_key(self, key: str) -> str:
-        full = self._key(key)
-        if key.split("/", 1)[0] == _BLOBS:
-            raise InvalidKey(f"reserved key: {key!r}")
-        return full
-
-    def _upload_prefix(self, upload_id: str) -> str:
-        return f"{self._root}{_UPLOADS}/{upload_id}/"
-
-    def _blob_key(self, upload_id: str) -> str:
-        return f"{self._root}{_BLOBS}/{upload_id}"
 
     # -- contract ----------------------------------------------------------
     def check(self) -> None:
@@ -190,11 +52,11 @@ class S3Driver:
             try:
                 client.head_bucket(Bucket=self.config.bucket)
             except ClientError as exc:
-                if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                     raise StorageUnavailable(f"S3 {self._where} does not exist") from exc
                 raise
             # Prove we may write; a flat key under _uploads/ is never listed.
-            probe = f"{self._root}{_UPLOADS}/.probe-{uuid.uuid4().hex}"
+            probe = f"{self._root}{UPLOADS}/.probe-{uuid.uuid4().hex}"
             client.put_object(Bucket=self.config.bucket, Key=probe, Body=b"")
             client.delete_object(Bucket=self.config.bucket, Key=probe)
 
@@ -214,27 +76,75 @@ class S3Driver:
         return self._read_full(full, key, offset, length)
 
     def _read_full(self, full: str, what: str, offset: int, length: int | None) -> Iterator[bytes]:
-        bucket = self.config.bucket
+        """Stream a range; beyond the first ``part_size`` bytes, ranged GETs run ahead.
+
+        The first GET asks for one range and learns the object size from its
+        ``Content-Range``; the rest follows in ``max_concurrency`` parallel
+        ranged GETs, yielded in order (boto3's downloads work the same way).
+        """
+        size = self.config.part_size
+        first_end = offset + size if length is None else offset + min(size, length)
         with self._errors(what):
             try:
-                if offset or length is not None:
-                    end = "" if length is None else str(offset + length - 1)
-                    response = self._client.get_object(
-                        Bucket=bucket, Key=full, Range=f"bytes={offset}-{end}"
-                    )
-                else:
-                    response = self._client.get_object(Bucket=bucket, Key=full)
+                response = self._client.get_object(
+                    Bucket=self.config.bucket, Key=full, Range=f"bytes={offset}-{first_end - 1}"
+                )
             except ClientError as exc:
                 # The object exists but ends before offset (or is empty).
-                if _code(exc) == "InvalidRange":
+                if error_code(exc) == "InvalidRange":
                     return iter(())
                 raise
-        return self._stream(response["Body"], what)
+        body = response["Body"]
+        found = _CONTENT_RANGE.fullmatch(response.get("ContentRange", "").strip())
+        if found is None:
+            # The server ignored Range and sent the whole object.
+            return self._stream(body, what, skip=offset, limit=length)
+        total = int(found.group(3))
+        end = total if length is None else min(total, offset + length)
+        if end <= first_end:
+            return self._stream(body, what)
+        reader = RangeReader(
+            self.executor,
+            lambda first, last: self._get_range(full, what, first, last),
+            first_end,
+            end,
+            size,
+            self.config.max_concurrency,
+            READ_CHUNK,
+        )
+        reader.prefetch()
+        return self._chain(self._stream(body, what), reader)
 
-    def _stream(self, body: StreamingBody, what: str) -> Iterator[bytes]:
+    @staticmethod
+    def _chain(first: Iterator[bytes], rest: RangeReader) -> Iterator[bytes]:
+        try:
+            yield from first
+            yield from rest
+        finally:
+            # Drop read-ahead not yet started when the reader is closed early.
+            rest.close()
+
+    def _get_range(self, full: str, what: str, first: int, last: int) -> bytes:
+        with self._errors(what):
+            response = self._client.get_object(
+                Bucket=self.config.bucket, Key=full, Range=f"bytes={first}-{last}"
+            )
+            data: bytes = response["Body"].read()
+        return data
+
+    def _stream(
+        self, body: StreamingBody, what: str, skip: int = 0, limit: int | None = None
+    ) -> Iterator[bytes]:
         try:
             with self._errors(what):
-                while chunk := body.read(READ_CHUNK):
+                while skip > 0 and (dropped := body.read(min(skip, READ_CHUNK))):
+                    skip -= len(dropped)
+                while limit is None or limit > 0:
+                    chunk = body.read(READ_CHUNK if limit is None else min(limit, READ_CHUNK))
+                    if not chunk:
+                        break
+                    if limit is not None:
+                        limit -= len(chunk)
                     yield chunk
         finally:
             body.close()
@@ -256,24 +166,17 @@ class S3Driver:
 
     def list(self, prefix: str) -> Iterator[str]:
         prefix = check_prefix(prefix)
-        if prefix.split("/", 1)[0] == _UPLOADS:
+        if prefix.split("/", 1)[0] == UPLOADS:
             return
         search = f"{self._root}{prefix}/" if prefix else self._root
         for full, _size in self._list_objects(search):
             key = full[len(self._root) :]
-            if key.startswith(f"{_UPLOADS}/"):
+            if key.startswith(f"{UPLOADS}/"):
                 continue
             try:
                 yield check_key(key)
             except InvalidKey:
                 continue  # A foreign object the driver could not address anyway.
-
-    def _list_objects(self, search: str) -> Iterator[tuple[str, int]]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        with self._errors(f"list {search!r}"):
-            for page in paginator.paginate(Bucket=self.config.bucket, Prefix=search):
-                for obj in page.get("Contents", []):
-                    yield obj["Key"], obj["Size"]
 
     # -- uploads -----------------------------------------------------------
     def start_upload(self, upload_id: str) -> UploadState:
@@ -325,14 +228,14 @@ class S3Driver:
                         CopySource={"Bucket": self.config.bucket, "Key": token.tail},
                     )
                 except ClientError as exc:
-                    if _code(exc) in _NOT_FOUND:
+                    if error_code(exc) in NOT_FOUND:
                         raise UploadStateInvalid("upload is gone") from exc
                     raise
             self._cleanup(token.upload_id)
             return key
         self._complete(token)
         self._cleanup(token.upload_id, keep_mpu=token.mpu)
-        return f"{_BLOBS}/{token.upload_id}"
+        return f"{BLOBS}/{token.upload_id}"
 
     def _complete(self, token: UploadToken) -> None:
         assert token.mpu is not None and token.tail is not None
@@ -357,7 +260,7 @@ class S3Driver:
                         MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                     )
                 except ClientError as exc:
-                    if _code(exc) in ("InvalidPart", "EntityTooSmall"):
+                    if error_code(exc) in ("InvalidPart", "EntityTooSmall"):
                         raise UploadStateInvalid(
                             f"upload parts do not match the state: {exc}"
                         ) from exc
@@ -365,7 +268,7 @@ class S3Driver:
         except UploadStateInvalid:
             # A retried commit whose first attempt completed finds the object in place.
             with contextlib.suppress(StorageError):
-                if self.stat(f"{_BLOBS}/{token.upload_id}").size == token.size:
+                if self.stat(f"{BLOBS}/{token.upload_id}").size == token.size:
                     return
             raise
 
@@ -383,32 +286,16 @@ class S3Driver:
             for full, _size in self._list_objects(self._upload_prefix(upload_id)):
                 self._client.delete_object(Bucket=self.config.bucket, Key=full)
 
-    def _abort(self, key: str, mpu: str) -> None:
-        with self._errors(f"abort {key}"):
-            self._client.abort_multipart_upload(Bucket=self.config.bucket, Key=key, UploadId=mpu)
-
-    def _multipart_uploads(self, search: str) -> Iterator[tuple[str, str]]:
-        paginator = self._client.get_paginator("list_multipart_uploads")
-        with self._errors(f"list multipart uploads {search!r}"):
-            try:
-                for page in paginator.paginate(Bucket=self.config.bucket, Prefix=search):
-                    for upload in page.get("Uploads", []):
-                        yield upload["Key"], upload["UploadId"]
-            except ClientError as exc:
-                # rclone answers NoSuchUpload for a bucket that never had one.
-                if _code(exc) != "NoSuchUpload":
-                    raise
-
     def list_uploads(self) -> Iterator[tuple[str, UploadState]]:
         tails: dict[str, tuple[str, int]] = {}
-        base = f"{self._root}{_UPLOADS}/"
+        base = f"{self._root}{UPLOADS}/"
         for full, size in self._list_objects(base):
             parts = full[len(base) :].split("/")
             if len(parts) == 2 and parts[1].startswith("tail-"):
                 # Any tail will do: the state is best effort (for orphan sweeps).
                 tails[parts[0]] = (full, size)
         mpus: dict[str, str] = {}
-        blobs = f"{self._root}{_BLOBS}/"
+        blobs = f"{self._root}{BLOBS}/"
         for key, mpu in self._multipart_uploads(blobs):
             mpus[key[len(blobs) :]] = mpu
         for upload_id in sorted(tails.keys() | mpus.keys()):
@@ -431,54 +318,3 @@ class S3Driver:
                 ExpiresIn=expires_in,
             )
         return url
-
-    # -- used by S3UploadWriter ----------------------------------------------
-    def read_internal(self, full: str, size: int) -> bytes:
-        """Read an upload's tail object; a missing tail means the upload is gone."""
-        try:
-            with self._errors("upload tail"):
-                response = self._client.get_object(Bucket=self.config.bucket, Key=full)
-                data = response["Body"].read()
-        except ObjectNotFound as exc:
-            raise UploadStateInvalid("upload is gone") from exc
-        if len(data) < size:
-            raise UploadStateInvalid("upload tail is shorter than its state says")
-        return data[:size]
-
-    def put_tail(self, upload_id: str, data: bytes) -> str:
-        full = new_tail_name(self._upload_prefix(upload_id))
-        with self._errors(f"upload {upload_id}"):
-            self._client.put_object(Bucket=self.config.bucket, Key=full, Body=data)
-        return full
-
-    def delete_internal_quietly(self, full: str) -> None:
-        with contextlib.suppress(StorageError), self._errors("delete tail"):
-            self._client.delete_object(Bucket=self.config.bucket, Key=full)
-
-    def create_multipart(self, upload_id: str) -> str:
-        with self._errors(f"upload {upload_id}"):
-            response = self._client.create_multipart_upload(
-                Bucket=self.config.bucket, Key=self._blob_key(upload_id)
-            )
-        return response["UploadId"]
-
-    def upload_part(self, upload_id: str, mpu: str, number: int, body: bytes) -> str:
-        with self._errors(f"upload {upload_id} part {number}"):
-            try:
-                response = self._client.upload_part(
-                    Bucket=self.config.bucket,
-                    Key=self._blob_key(upload_id),
-                    UploadId=mpu,
-                    PartNumber=number,
-                    Body=body,
-                )
-            except ClientError as exc:
-                if _code(exc) == "NotImplemented":
-                    # rclone's streaming multipart cannot replace a part an
-                    # abandoned writer already sent; only a new upload helps.
-                    raise UploadStateInvalid(
-                        f"S3 server cannot replace part {number} of upload {upload_id}: "
-                        f"{exc.response.get('Error', {}).get('Message', '')}"
-                    ) from exc
-                raise
-        return response["ETag"]

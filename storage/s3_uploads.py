@@ -16,26 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from storage.driver import StorageError, UploadState, UploadStateInvalid
 from storage.keys import check_upload_id
+from storage.s3_parts import MAX_PARTS, Part, PartPipeline, UploadTooLarge, max_blob_size
 
 if TYPE_CHECKING:
-    from storage.s3 import S3Driver
-
-MIN_PART_SIZE = 5 * 1024 * 1024
-MAX_PARTS = 10_000
-# Parts grow every 1000 parts so an upload can pass 10,000 x part_size.
-_GROWTH_STEP = 1000
-
-
-def part_target(part_size: int, number: int) -> int:
-    """Size of part ``number`` (1-based) for a configured ``part_size``."""
-    return part_size * (1 + (number - 1) // _GROWTH_STEP)
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    number: int
-    etag: str
-    size: int
+    from storage.s3_base import S3Base
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,45 +74,67 @@ class UploadToken:
 
 
 class S3UploadWriter:
-    """Buffers at most about one part in memory; full parts go to S3 at once."""
+    """Sends every full part at once, up to ``max_concurrency`` parts in flight.
 
-    def __init__(self, driver: S3Driver, token: UploadToken) -> None:
+    Memory per writer: the part being filled plus the parts in flight. Parts
+    all have the upload's part size: the size of its first part, or the
+    configured size for an upload that has none yet.
+    """
+
+    def __init__(self, driver: S3Base, token: UploadToken) -> None:
         if token.tail is None:
             raise UploadStateInvalid("upload has no durable tail; it cannot be resumed")
         self._driver = driver
         self._base = token
         self._mpu = token.mpu
-        self._parts = list(token.parts)
+        self._part_size = token.parts[0].size if token.parts else driver.config.part_size
+        self._next_number = len(token.parts) + 1
+        # Bytes the parts still free may hold; parts of old states may differ in size.
+        used = sum(p.size for p in token.parts)
+        self._room = used + (MAX_PARTS - len(token.parts)) * self._part_size - token.size
+        self._pipeline = PartPipeline(
+            driver.executor, self._send_part, driver.config.max_concurrency
+        )
         # The tail comes first: the next part is tail + new bytes.
-        self._buf = bytearray(driver.read_internal(token.tail, token.tail_size))
+        tail = driver.read_internal(token.tail, token.tail_size)
+        self._pending: list[bytes | memoryview] = [tail] if tail else []
+        self._pending_size = len(tail)
         self._dirty = False
         self._closed = False
-
-    def _next_target(self) -> int:
-        return part_target(self._driver.config.part_size, len(self._parts) + 1)
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("write to a closed upload writer")
         if not data:
             return
+        if len(data) > self._room:
+            raise UploadTooLarge(
+                f"upload exceeds the S3 limit of {MAX_PARTS} parts of {self._part_size} bytes "
+                f"(at most {max_blob_size(self._part_size)} bytes per blob); "
+                "a larger s3_part_size allows larger blobs"
+            )
+        self._room -= len(data)
         self._dirty = True
-        self._buf += data
-        while len(self._buf) >= (target := self._next_target()):
-            self._flush_part(target)
+        view = memoryview(data)
+        while view:
+            take = min(self._part_size - self._pending_size, len(view))
+            self._pending.append(view[:take])
+            self._pending_size += take
+            view = view[take:]
+            if self._pending_size == self._part_size:
+                self._submit_part()
 
-    def _flush_part(self, target: int) -> None:
-        number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError("upload exceeds the S3 limit of 10,000 parts")
+    def _submit_part(self) -> None:
         if self._mpu is None:
             self._mpu = self._driver.create_multipart(self._base.upload_id)
-        # One copy, not two; the view must be released before the buffer shrinks.
-        with memoryview(self._buf) as view, view[:target] as head:
-            body = bytes(head)
-        etag = self._driver.upload_part(self._base.upload_id, self._mpu, number, body)
-        self._parts.append(Part(number, etag, target))
-        del self._buf[:target]
+        body = b"".join(self._pending)  # the one copy a part needs
+        self._pending, self._pending_size = [], 0
+        self._pipeline.submit(self._next_number, body)
+        self._next_number += 1
+
+    def _send_part(self, number: int, body: bytes) -> str:
+        assert self._mpu is not None
+        return self._driver.upload_part(self._base.upload_id, self._mpu, number, body)
 
     def close(self, final: bool = False) -> UploadState:
         if self._closed:
@@ -136,20 +142,27 @@ class S3UploadWriter:
         self._closed = True
         if not self._dirty:
             return self._base.state()
-        tail = self._driver.put_tail(self._base.upload_id, bytes(self._buf))
-        token = UploadToken(
-            self._base.upload_id, self._mpu, tuple(self._parts), tail, len(self._buf)
-        )
-        self._buf = bytearray()
+        try:
+            # Every part must be in S3 before the state that names it is returned.
+            parts = self._base.parts + tuple(self._pipeline.drain())
+            tail_bytes = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            tail = self._driver.put_tail(self._base.upload_id, tail_bytes)
+        except BaseException:
+            self._pipeline.cancel()
+            raise
+        token = UploadToken(self._base.upload_id, self._mpu, parts, tail, len(tail_bytes))
         # The old tail is superseded; keep it if deleting fails (commit tidies up).
         if self._base.tail is not None and self._base.tail != tail:
             self._driver.delete_internal_quietly(self._base.tail)
         return token.state()
 
     def abandon(self) -> None:
-        # Parts already uploaded stay unrecorded; Complete will not use them.
+        # Parts already sent stay unrecorded (Complete will not use them). Every part
+        # handed over is let finish, so none lands after a later writer resent its number.
         self._closed = True
-        self._buf = bytearray()
+        self._pending, self._pending_size = [], 0
+        self._pipeline.cancel(drop_queued=False)
 
 
 def new_tail_name(upload_prefix: str) -> str:

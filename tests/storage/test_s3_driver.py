@@ -151,7 +151,7 @@ def test_reserved_keys(s3: S3Driver) -> None:
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="part_size"):
+    with pytest.raises(ValueError, match="part size"):
         S3Config(bucket="b", part_size=MiB)
     with pytest.raises(ValueError, match="both"):
         S3Config(bucket="b", access_key="a")
@@ -182,7 +182,9 @@ def test_rclone_streaming_multipart(rclone_streaming_server: S3Server) -> None:
         stale.abandon()
         writer = s3.resume_upload(state)
         with pytest.raises(UploadStateInvalid, match="cannot replace part"):
+            # Parts are sent in the background: the error comes by close() at the latest.
             writer.write(os.urandom(6 * MiB))
+            writer.close()
         s3.abort_upload(state)
         assert server.leftovers(bucket) == []
     finally:
