@@ -8,6 +8,12 @@ Registries
     ``lading serve``. Each server is a real subprocess on a free port with a temporary data
     directory, ready once ``GET /v2/`` answers 200, and stopped by PID at teardown.
 
+Database
+    Lading servers use SQLite in their data directory, or with ``LADING_TEST_DATABASE=postgres``
+    a fresh database of a PostgreSQL cluster the tests start (``support.postgres``). Other
+    ``lading`` subprocesses take ``support.server.lading_env(data_dir)`` to reach the same
+    database as the server on ``data_dir``. scripts/test says which suites run on which.
+
 Docker
     ``docker_engine`` is the daemon at ``DOCKER_HOST`` if it answers, else a private dockerd
     for the session. ``docker_base_image`` is a busybox image made with ``docker import``.

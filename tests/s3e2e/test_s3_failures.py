@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 from s3e2e_support import MiB, S3Target, patch, push_chunks, relaunch_s3, start_upload
 from s3servers import free_port
-from support.server import RegistryFactory, lading_command
+from support.server import RegistryFactory, lading_command, lading_env
 
 START_LIMIT = 45.0  # seconds; mostly interpreter start-up on a loaded machine
 
@@ -23,7 +22,7 @@ def _serve(env: dict[str, str], data_dir: Path) -> tuple[subprocess.CompletedPro
     started = time.monotonic()
     result = subprocess.run(
         cmd,
-        env={**os.environ, **env},
+        env=lading_env(data_dir, env),
         capture_output=True,
         text=True,
         timeout=START_LIMIT + 30,

@@ -24,7 +24,7 @@ from s3e2e_support import (
     start_upload,
 )
 from s3servers import S3Server, fresh_bucket, s3_driver_for
-from support.server import RegistryFactory, RegistryServer, lading_command
+from support.server import RegistryFactory, RegistryServer, lading_command, lading_env
 
 # Odd sizes across several 8 MiB parts: 3 MiB + 7 MiB + 1 byte + ...; the server restarts
 # after the first three.
@@ -218,7 +218,9 @@ def test_cancel_and_gc_leave_no_multipart_uploads(
     assert len(s3.multipart_uploads()) == 2
 
     time.sleep(1.0)
-    env = {**server.extra_env, "LADING_UPLOAD_PURGE_AFTER_HOURS": "0.0001"}
+    env = lading_env(
+        server.data_dir, {**server.extra_env, "LADING_UPLOAD_PURGE_AFTER_HOURS": "0.0001"}
+    )
     gc = [*lading_command(), "gc", "--quiet", "--data-dir", str(server.data_dir)]
     first = subprocess.run(gc, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stdout + first.stderr

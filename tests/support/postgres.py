@@ -167,5 +167,6 @@ def server_env(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
         url = marker.read_text().strip()
     else:
         url = fresh_database_url()
+        data_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(url)
     return {**env, "LADING_DATABASE_URL": url}

@@ -155,6 +155,15 @@ def lading_command() -> list[str]:
     return [sys.executable, "-m", "registry.cli"]
 
 
+def lading_env(data_dir: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``lading`` process (``serve``, ``gc``, ...) on ``data_dir``.
+
+    ``env`` is laid over this process's environment; under ``LADING_TEST_DATABASE=postgres``
+    a database URL is added, the same one for every process on ``data_dir``.
+    """
+    return postgres.server_env(data_dir, {**os.environ, **(env or {})})
+
+
 def _launch(
     kind: Kind, cmd: list[str], env: dict[str, str], base_dir: Path, data_dir: Path, port: int
 ) -> RegistryServer:
@@ -183,8 +192,7 @@ def start_lading(
     """
     data_dir = base_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
-    full_env = postgres.server_env(data_dir, full_env)  # LADING_TEST_DATABASE=postgres
+    full_env = lading_env(data_dir, env)
     extra = list(args)
     statuses = tuple(ready_statuses)
     for attempt in range(3):
