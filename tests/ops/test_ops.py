@@ -156,7 +156,15 @@ def test_metrics_by_route_kind_across_workers(tmp_path: Path) -> None:
             for _ in range(10):
                 with server.client() as fresh:
                     assert fresh.get("/v2/team/app/blobs/" + _digest(data)).content == data
+            # A request is counted once its response is sent, so the last GET's worker may
+            # record it just after the client has read the body: wait for it briefly.
+            deadline = time.monotonic() + 10
             text = client.get("/metrics").text
+            while time.monotonic() < deadline and (
+                _metric(text, "lading_http_requests_total", kind="blob", status="200") < 10
+            ):
+                time.sleep(0.1)
+                text = client.get("/metrics").text
         assert _metric(text, "lading_http_requests_total", kind="manifest", status="404") == 10
         assert _metric(text, "lading_http_requests_total", kind="blob", status="200") == 10
         assert _metric(text, "lading_http_requests_total", kind="upload", method="PATCH") == 4
