@@ -81,6 +81,7 @@ def test_compose_stack_push_pull_persist(
     engine.run("image", "rm", f"{ref}:v1")
     engine.run("pull", f"{ref}:v1", timeout=300)
     assert payload_of(engine, f"{ref}:v1", tmp_path) == payload
+    engine.run("image", "rm", f"{ref}:v1")
     metrics = httpx.get(f"{url}/metrics").text
     assert 'lading_http_requests_total{kind="manifest"' in metrics
 
