@@ -9,8 +9,13 @@ tests/s3servers.py), then, against a fresh bucket of that server and in the same
   bytes (16 MiB PATCHes, then PUT ?digest=) and a pull of the blob.
 
 It prints MB/s, Lading/boto3 ratios (target >= 0.80) and Lading's peak RSS during a small
-and a full-size push (it must not grow with the blob size). ``--repeat N`` interleaves N
-rounds and reports medians. Everything it starts is stopped by PID.
+and a full-size push and pull (it must not grow with the blob size). ``--repeat N``
+interleaves N rounds and reports medians. Everything it starts is stopped by PID.
+
+Fairness: both sides use the same part size (``--part-mib``, default 8 MiB, boto3's
+default chunk size). boto3 keeps its default 10 threads (``--boto3-threads``); Lading uses
+its ``s3_max_concurrency`` (``--concurrency``, default: Lading's own default) per request.
+Both sign payloads with SigV4 over plain HTTP (botocore always does on http://).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from s3servers import S3Server, start_moto, start_rclone
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 TARGET = 0.80
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "s3_latest.json"
 
@@ -96,11 +102,17 @@ class Sink(io.RawIOBase):
         return n
 
 
-def boto3_round(server: S3Server, bucket: str, blob: BigBlob, part_mib: int) -> dict[str, float]:
+def boto3_round(
+    server: S3Server, bucket: str, blob: BigBlob, part_mib: int, threads: int
+) -> dict[str, float]:
     from boto3.s3.transfer import TransferConfig
 
     client = server.client()
-    config = TransferConfig(multipart_chunksize=part_mib * MiB, multipart_threshold=part_mib * MiB)
+    config = TransferConfig(
+        multipart_chunksize=part_mib * MiB,
+        multipart_threshold=part_mib * MiB,
+        max_concurrency=threads,
+    )
     key = f"boto3/{time.monotonic_ns()}"
     with ClientCpu() as up:
         client.upload_fileobj(BlobReader(blob), bucket, key, Config=config)
@@ -116,18 +128,24 @@ def boto3_round(server: S3Server, bucket: str, blob: BigBlob, part_mib: int) -> 
 def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
     with ProcSampler(lading.pid) as mem, ClientCpu() as up:
         push_chunked(lading, repo, blob, digest)
-    with ClientCpu() as down:
+    with ProcSampler(lading.pid) as pull_mem, ClientCpu() as down:
         pull(lading, repo, digest, blob.size)
     return {
         "push_mbs": blob.size / MiB / up.wall,
         "pull_mbs": blob.size / MiB / down.wall,
         "peak_rss_mib": mem.peak_rss / MiB,
+        "pull_peak_rss_mib": pull_mem.peak_rss / MiB,
         "idle_rss_mib": mem.base_rss / MiB,
+        # Lading's CPU seconds per GiB: steadier than MB/s on a busy machine.
+        "push_cpu_s_per_gib": mem.cpu_seconds / (blob.size / GiB),
+        "pull_cpu_s_per_gib": pull_mem.cpu_seconds / (blob.size / GiB),
     }
 
 
-def lading_env(server: S3Server, bucket: str) -> dict[str, str]:
-    return {
+def lading_env(
+    server: S3Server, bucket: str, part_mib: int, concurrency: int | None
+) -> dict[str, str]:
+    env = {
         "LADING_STORAGE": "s3",
         "LADING_S3_BUCKET": bucket,
         "LADING_S3_ENDPOINT_URL": server.endpoint_url,
@@ -139,7 +157,11 @@ def lading_env(server: S3Server, bucket: str) -> dict[str, str]:
         "LADING_WORKERS": "1",
         "LADING_GC_INTERVAL_SECONDS": "0",
         "LADING_LOG_LEVEL": "warning",
+        "LADING_S3_PART_SIZE": str(part_mib * MiB),
     }
+    if concurrency is not None:
+        env["LADING_S3_MAX_CONCURRENCY"] = str(concurrency)
+    return env
 
 
 def median(rounds: list[dict[str, float]], key: str) -> float:
@@ -147,22 +169,24 @@ def median(rounds: list[dict[str, float]], key: str) -> float:
 
 
 def bench_server(
-    name: str, start: Callable[[], S3Server], size: int, small: int, repeat: int, part_mib: int
+    name: str, start: Callable[[], S3Server], size: int, small: int, args: argparse.Namespace
 ) -> dict[str, Any]:
+    repeat = max(args.repeat, 1)
     print(f"== {name}: starting", flush=True)
     s3 = start()
     lading: Server | None = None
     try:
         bucket = f"bench-{os.getpid()}"
         s3.create_bucket(bucket)
-        lading = start_lading(f"lading-s3-{name}", lading_env(s3, bucket))
+        env = lading_env(s3, bucket, args.part_mib, args.concurrency)
+        lading = start_lading(f"lading-s3-{name}", env)
         base = os.urandom(CHUNK)
         small_blob, small_digest = make_big_blob(small, b"small", base)
         small_round = lading_round(lading, small_blob, small_digest, "bench/small")
         boto, ours = [], []
         for i in range(repeat):
             blob, digest = make_big_blob(size, f"{name}-{i}".encode(), base)
-            boto.append(boto3_round(s3, bucket, blob, part_mib))
+            boto.append(boto3_round(s3, bucket, blob, args.part_mib, args.boto3_threads))
             print(f"   boto3  round {i + 1}: {boto[-1]}", flush=True)
             ours.append(lading_round(lading, blob, digest, f"bench/big{i}"))
             print(f"   lading round {i + 1}: {ours[-1]}", flush=True)
@@ -175,6 +199,12 @@ def bench_server(
             "lading_push_mbs": median(ours, "push_mbs"),
             "lading_pull_mbs": median(ours, "pull_mbs"),
             "lading_peak_rss_mib": max(r["peak_rss_mib"] for r in ours),
+            "lading_pull_peak_rss_mib": max(r["pull_peak_rss_mib"] for r in ours),
+            "lading_push_cpu_s_per_gib": median(ours, "push_cpu_s_per_gib"),
+            "lading_pull_cpu_s_per_gib": median(ours, "pull_cpu_s_per_gib"),
+            "part_mib": args.part_mib,
+            "lading_concurrency": args.concurrency,
+            "boto3_threads": args.boto3_threads,
             "lading_idle_rss_mib": small_round["idle_rss_mib"],
             "lading_peak_rss_small_mib": small_round["peak_rss_mib"],
             "rounds": {"boto3": boto, "lading": ours},
@@ -201,8 +231,13 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{'':<10} Lading RSS: idle {r['lading_idle_rss_mib']:.0f} MiB, peak "
             f"{r['lading_peak_rss_small_mib']:.0f} MiB pushing {r['small_mib']} MiB, peak "
-            f"{r['lading_peak_rss_mib']:.0f} MiB pushing {r['size_mib']} MiB "
+            f"{r['lading_peak_rss_mib']:.0f} MiB pushing and "
+            f"{r['lading_pull_peak_rss_mib']:.0f} MiB pulling {r['size_mib']} MiB "
             f"(load {r['load']:.1f})"
+        )
+        lines.append(
+            f"{'':<10} Lading CPU: push {r['lading_push_cpu_s_per_gib']:.2f} s/GiB, "
+            f"pull {r['lading_pull_cpu_s_per_gib']:.2f} s/GiB"
         )
     return "\n".join(lines)
 
@@ -213,17 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, help="blob size (default 1024, quick 256)")
     parser.add_argument("--server", choices=["rclone", "moto", "both"], default="rclone")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per server (median)")
-    parser.add_argument("--boto3-part-mib", type=int, default=8, help="boto3 multipart size")
+    parser.add_argument("--part-mib", type=int, default=8, help="part size, boto3 and Lading")
+    parser.add_argument("--boto3-threads", type=int, default=10, help="boto3 max_concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, help="Lading s3_max_concurrency (default: Lading's)"
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
     size = (args.size_mib or (256 if args.quick else 1024)) * MiB
     small = min(64 * MiB, size)
     starts: dict[str, Callable[[], S3Server]] = {"rclone": start_rclone, "moto": start_moto}
     names = ["rclone", "moto"] if args.server == "both" else [args.server]
-    results = [
-        bench_server(n, starts[n], size, small, max(args.repeat, 1), args.boto3_part_mib)
-        for n in names
-    ]
+    results = [bench_server(n, starts[n], size, small, args) for n in names]
     print()
     print(table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)

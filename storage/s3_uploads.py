@@ -147,7 +147,12 @@ class S3UploadWriter:
             parts = self._base.parts + tuple(self._pipeline.drain())
             tail_bytes = b"".join(self._pending)
             self._pending, self._pending_size = [], 0
-            tail = self._driver.put_tail(self._base.upload_id, tail_bytes)
+            if not tail_bytes and self._base.tail_size == 0:
+                # Tails never change once written: an empty one can serve again,
+                # which saves a PUT and a DELETE per PATCH of whole parts.
+                tail = self._base.tail
+            else:
+                tail = self._driver.put_tail(self._base.upload_id, tail_bytes)
         except BaseException:
             self._pipeline.cancel()
             raise
