@@ -4,6 +4,7 @@ Each test gets a fresh bucket on a session-wide moto or rclone server (rclone wi
 ``--disable-multipart-streaming``, as tests/s3servers.py recommends for resumed uploads);
 ``s3`` is parametrized over both. Servers that a test stops and restarts are started by
 the test itself (``own_s3``). Under ``CI=true`` a missing tool fails instead of skipping.
+Every ``lading`` process follows ``LADING_TEST_DATABASE`` (``support.server.lading_env``).
 """
 
 from __future__ import annotations

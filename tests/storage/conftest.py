@@ -1,7 +1,8 @@
 """Drivers under test: filesystem, S3 on moto, S3 on rclone (real servers over HTTP).
 
 Every ``driver`` gets a fresh directory or bucket, and teardown asserts the
-test left nothing behind.
+test left nothing behind. The drivers have no metadata database, so scripts/test
+runs this suite once (not again with ``LADING_TEST_DATABASE=postgres``).
 """
 
 from __future__ import annotations
