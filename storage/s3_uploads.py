@@ -107,6 +107,8 @@ class S3UploadWriter:
             raise ValueError("write to a closed upload writer")
         if not data:
             return
+        if not isinstance(data, bytes):
+            data = bytes(data)  # parts keep views of it until they are sent
         if len(data) > self._room:
             raise UploadTooLarge(
                 f"upload exceeds the S3 limit of {MAX_PARTS} parts of {self._part_size} bytes "
