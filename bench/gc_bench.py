@@ -2,11 +2,12 @@
 
 Rows are inserted directly (the review triggers still fire, as on a real push),
 every manifest is untagged and every review due (delay 0), so the pass deletes
-everything: 10k manifest reviews, then 50k blob reviews, one transaction each.
-Storage keys point at no bytes, so the numbers are the database side of GC
-(byte deletion adds one driver delete per object).
+everything: 10k manifests, then 50k blobs, in batches of ``--batches`` reviews
+per transaction. Storage keys point at no bytes, so the numbers are the
+database side of GC (byte deletion adds one driver delete per object).
 
     .venv/bin/python -m bench.gc_bench [--scale 0.1] [--databases sqlite,postgres]
+        [--batches 20,500]
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--databases", default="sqlite,postgres")
-    parser.add_argument("--batches", default="1,20", help="reviews per transaction to try")
+    parser.add_argument("--batches", default="20,500", help="reviews per transaction to try")
     args = parser.parse_args()
     manifests, blobs = int(10_000 * args.scale), int(50_000 * args.scale)
     print(
-        f"{'database':<10} {'manifests':>9} {'blobs':>7} {'setup s':>8} {'gc s':>8}"
+        f"{'database':<10} {'batch':>5} {'manifests':>9} {'blobs':>7} {'setup s':>8} {'gc s':>8}"
         f" {'reviews/s':>10}"
     )
     for kind in args.databases.split(","):

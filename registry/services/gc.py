@@ -202,9 +202,9 @@ class GarbageCollector:
             return
         with self.db.write() as session:
             for start in range(0, len(self._deleted), 500):
-                clause, params = gc_tasks.in_list("k", self._deleted[start : start + 500])
+                clause, params = gc_tasks.in_list(session, "k", self._deleted[start : start + 500])
                 session.execute(
-                    text(f"DELETE FROM gc_storage_deletions WHERE storage_key IN {clause}"),  # noqa: S608
+                    text(f"DELETE FROM gc_storage_deletions WHERE storage_key {clause}"),  # noqa: S608
                     params,
                 )
         self._deleted.clear()

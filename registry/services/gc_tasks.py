@@ -22,6 +22,7 @@ orphans.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,12 +62,15 @@ def db_now(session: Session) -> float:
     return float(session.execute(text(f"SELECT {now_sql(session)}")).scalar_one())
 
 
-def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
-    """``(:p0, :p1, ...)`` and its parameters; never empty (``(NULL)`` matches nothing)."""
-    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
-    if not params:
-        return "(NULL)", {}
-    return "(" + ", ".join(f":{k}" for k in params) + ")", params
+def in_list(session: Session, name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``IN``-like condition on a list bound as ONE parameter (a PostgreSQL array,
+    JSON text for SQLite's json_each): hundreds of separate bind parameters cost
+    more to build and parse than the query itself."""
+    items = list(values)
+    if is_postgres(session):
+        array = "bigint[]" if items and isinstance(items[0], int) else "text[]"
+        return f"= ANY(CAST(:{name} AS {array}))", {name: items}
+    return f"IN (SELECT value FROM json_each(:{name}))", {name: json.dumps(items)}  # noqa: S608
 
 
 @dataclass
@@ -105,22 +109,24 @@ def _not_yet_due(session: Session, claim: _Claim) -> set[Any]:
     """Keys with a newer event still inside the grace delay: that event's review decides."""
     if not claim.events:
         return set()
-    clause, params = in_list("k", claim.events)
+    clause, params = in_list(session, "k", claim.events)
     sql = (
         f"SELECT DISTINCT {claim.column} FROM {claim.table}"  # noqa: S608
-        f" WHERE {claim.column} IN {clause} AND event_at > :h"
+        f" WHERE {claim.column} {clause} AND event_at > :h"
     )
     return {r[0] for r in session.execute(text(sql), {"h": claim.horizon, **params})}
 
 
 def _lock_rows(
-    session: Session, sql: str, params: dict[str, Any], locking: bool
+    session: Session, sql: str, params: dict[str, Any], locking: bool, most: int | None = None
 ) -> tuple[list[Any], bool]:
-    """Rows of ``sql`` locked FOR UPDATE SKIP LOCKED (PostgreSQL), and whether any
-    row was skipped because another transaction holds it."""
+    """Rows of ``sql`` (at ``most`` rows, if known) locked FOR UPDATE SKIP LOCKED
+    (PostgreSQL), and whether any row was skipped because another transaction holds it."""
     if not (locking and is_postgres(session)):
         return list(session.execute(text(sql), params).all()), False
     locked = list(session.execute(text(sql + " FOR UPDATE SKIP LOCKED"), params).all())
+    if len(locked) == most:
+        return locked, False
     # Rows we lock cannot vanish, so any extra row now visible is held by someone else.
     visible = session.execute(text(f"SELECT count(*) FROM ({sql}) q"), params).scalar_one()  # noqa: S608
     return locked, int(visible) > len(locked)
@@ -130,26 +136,29 @@ def _finish(session: Session, claim: _Claim, busy: set[Any]) -> None:
     """Drop the events reviewed; push busy objects' events back by a grace delay."""
     done = claim.ids(k for k in claim.events if k not in busy)
     if done:
-        clause, params = in_list("e", done)
-        session.execute(text(f"DELETE FROM {claim.table} WHERE id IN {clause}"), params)  # noqa: S608
+        clause, params = in_list(session, "e", done)
+        session.execute(text(f"DELETE FROM {claim.table} WHERE id {clause}"), params)  # noqa: S608
     postponed = claim.ids(busy)
     if postponed:
-        clause, params = in_list("e", postponed)
+        clause, params = in_list(session, "e", postponed)
         session.execute(
-            text(f"UPDATE {claim.table} SET event_at = :t WHERE id IN {clause}"),  # noqa: S608
+            text(f"UPDATE {claim.table} SET event_at = :t WHERE id {clause}"),  # noqa: S608
             {"t": claim.now, **params},
         )
 
 
-def _queue_bytes(session: Session, rows: list[tuple[str, int]], now: float) -> None:
-    if rows:
-        session.execute(
-            text(
-                "INSERT INTO gc_storage_deletions (storage_key, size, queued_at)"
-                " VALUES (:k, :s, :t) ON CONFLICT (storage_key) DO NOTHING"
-            ),
-            [{"k": key, "s": size, "t": now} for key, size in rows],
-        )
+def _delete_rows(session: Session, table: str, key: str, condition: str, params: Any) -> None:
+    """Queue the rows' bytes for deletion after commit, then delete the rows."""
+    # Table and key column come from this module's fixed call sites.
+    session.execute(
+        text(
+            "INSERT INTO gc_storage_deletions (storage_key, size, queued_at)"  # noqa: S608
+            f" SELECT storage_key, size, {now_sql(session)} FROM {table} WHERE {key} {condition}"
+            " ON CONFLICT (storage_key) DO NOTHING"
+        ),
+        params,
+    )
+    session.execute(text(f"DELETE FROM {table} WHERE {key} {condition}"), params)  # noqa: S608
 
 
 # -- manifests -------------------------------------------------------------------
@@ -157,14 +166,14 @@ def _queue_bytes(session: Session, rows: list[tuple[str, int]], now: float) -> N
 # Manifests of the batch that something keeps: a tag, a parent index in the same
 # repository, or (for referrers: signatures, SBOMs) their subject.
 _KEPT_MANIFESTS = (
-    "SELECT manifest_id FROM tags WHERE manifest_id IN {ids}"
+    "SELECT manifest_id FROM tags WHERE manifest_id {ids}"
     " UNION SELECT m.id FROM manifests m"
     " JOIN manifest_references r ON r.child_digest = m.digest"
     " JOIN manifests p ON p.id = r.parent_id AND p.repository_id = m.repository_id"
-    " WHERE m.id IN {ids}"
+    " WHERE m.id {ids}"
     " UNION SELECT m.id FROM manifests m"
     " JOIN manifests s ON s.repository_id = m.repository_id AND s.digest = m.subject_digest"
-    " WHERE m.id IN {ids}"
+    " WHERE m.id {ids}"
 )
 
 
@@ -179,32 +188,32 @@ def review_manifests(
     candidates = set(claim.events) - _not_yet_due(session, claim)
     busy: set[Any] = set()
     if candidates:
-        clause, params = in_list("m", candidates)
+        clause, params = in_list(session, "m", candidates)
         rows, skipped = _lock_rows(
             session,
-            f"SELECT id, storage_key, size FROM manifests WHERE id IN {clause}",  # noqa: S608
+            f"SELECT id, storage_key, size FROM manifests WHERE id {clause}",  # noqa: S608
             params,
             locking,
+            len(candidates),
         )
         locked = {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
         if skipped:
             visible = session.execute(
-                text(f"SELECT id FROM manifests WHERE id IN {clause}"),  # noqa: S608
+                text(f"SELECT id FROM manifests WHERE id {clause}"),  # noqa: S608
                 params,
             )
             busy = {int(r[0]) for r in visible} - set(locked)
         if locked:
-            ids, params = in_list("m", locked)
+            ids, params = in_list(session, "m", locked)
             kept = {
                 int(r[0]) for r in session.execute(text(_KEPT_MANIFESTS.format(ids=ids)), params)
             }
             doomed = [m for m in locked if m not in kept]
             if doomed:
                 gone = [locked[m] for m in doomed]
-                _queue_bytes(session, gone, claim.now)
-                ids, params = in_list("m", doomed)
+                ids, params = in_list(session, "m", doomed)
                 # The BEFORE DELETE trigger queues their blobs, children and referrers.
-                session.execute(text(f"DELETE FROM manifests WHERE id IN {ids}"), params)  # noqa: S608
+                _delete_rows(session, "manifests", "id", ids, params)
                 result.manifests = len(doomed)
                 result.keys.extend(gone)
     result.busy = len(busy)
@@ -226,17 +235,18 @@ def review_blobs(session: Session, delay: float, limit: int, *, locking: bool = 
     busy: set[str] = set()
     work: dict[str, tuple[str, int]] = {}
     if candidates:
-        clause, params = in_list("d", candidates)
+        clause, params = in_list(session, "d", candidates)
         rows, skipped = _lock_rows(
             session,
-            f"SELECT digest, storage_key, size FROM blobs WHERE digest IN {clause}",  # noqa: S608
+            f"SELECT digest, storage_key, size FROM blobs WHERE digest {clause}",  # noqa: S608
             params,
             locking,
+            len(candidates),
         )
         work = {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
         if skipped:
             visible = session.execute(
-                text(f"SELECT digest FROM blobs WHERE digest IN {clause}"),  # noqa: S608
+                text(f"SELECT digest FROM blobs WHERE digest {clause}"),  # noqa: S608
                 params,
             )
             busy = {str(r[0]) for r in visible} - set(work)
@@ -244,11 +254,11 @@ def review_blobs(session: Session, delay: float, limit: int, *, locking: bool = 
     if work:
         # With the blob rows locked no link can be added; a link another
         # transaction holds (a push, a blob DELETE) makes its blob busy.
-        clause, params = in_list("d", work)
+        clause, params = in_list(session, "d", work)
         links, skipped = _lock_rows(
             session,
             "SELECT repository_id, blob_digest, created_at FROM repository_blobs"  # noqa: S608
-            f" WHERE blob_digest IN {clause}",
+            f" WHERE blob_digest {clause}",
             params,
             locking,
         )
@@ -257,7 +267,7 @@ def review_blobs(session: Session, delay: float, limit: int, *, locking: bool = 
             visible = session.execute(
                 text(
                     "SELECT repository_id, blob_digest FROM repository_blobs"  # noqa: S608
-                    f" WHERE blob_digest IN {clause}"
+                    f" WHERE blob_digest {clause}"
                 ),
                 params,
             )
@@ -279,13 +289,13 @@ def _settle_blobs(
     delay: float,
     result: TaskResult,
 ) -> None:
-    clause, params = in_list("d", work)
+    clause, params = in_list(session, "d", work)
     used = {
         (str(d), int(r))
         for d, r in session.execute(
             text(
                 "SELECT DISTINCT mb.blob_digest, m.repository_id FROM manifest_blobs mb"  # noqa: S608
-                f" JOIN manifests m ON m.id = mb.manifest_id WHERE mb.blob_digest IN {clause}"
+                f" JOIN manifests m ON m.id = mb.manifest_id WHERE mb.blob_digest {clause}"
             ),
             params,
         )
@@ -315,9 +325,8 @@ def _settle_blobs(
     doomed = [d for d in work if d not in remaining and d not in referenced]
     if doomed:
         gone = [work[d] for d in doomed]
-        _queue_bytes(session, gone, claim.now)
-        ids, params = in_list("d", doomed)
-        session.execute(text(f"DELETE FROM blobs WHERE digest IN {ids}"), params)  # noqa: S608
+        ids, params = in_list(session, "d", doomed)
+        _delete_rows(session, "blobs", "digest", ids, params)
         result.blobs = len(doomed)
         result.keys.extend(gone)
     if recheck:
@@ -335,9 +344,9 @@ def _settle_blobs(
 def _drop_own_unlink_events(session: Session, digests: set[str], since: float) -> None:
     """Deleting links made the trigger queue those digests again; this batch has
     just settled them (their blob and links were locked), so drop those events."""
-    clause, params = in_list("d", digests)
+    clause, params = in_list(session, "d", digests)
     inner = (
-        f"SELECT id FROM gc_blob_reviews WHERE digest IN {clause}"  # noqa: S608
+        f"SELECT id FROM gc_blob_reviews WHERE digest {clause}"  # noqa: S608
         " AND event = 'unlink' AND event_at >= :since"
     )
     if is_postgres(session):

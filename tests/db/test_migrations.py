@@ -73,3 +73,29 @@ def test_migrate_command(database_url: str, tmp_path: Path) -> None:
     assert run("current") == migrate.head()
     assert run("downgrade", "base") == "base"
     assert run("upgrade", "0002") == "0002"
+
+
+def test_gc_queue_migration_keeps_pending_reviews(database_url: str) -> None:
+    """0007 turns the one-row-per-object review queues into append-only event
+    queues and back, keeping every pending review (downgrade keeps the newest)."""
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db, "0006")
+        with db.transaction() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO gc_blob_reviews (digest, event_at, event)"
+                " VALUES ('sha256:a', 10.0, 'link'), ('sha256:b', 20.0, 'unlink')"
+            )
+        migrate.upgrade(db)
+        rows = db.fetch_all("SELECT digest, event_at FROM gc_blob_reviews ORDER BY digest", {})
+        assert rows == [("sha256:a", 10.0), ("sha256:b", 20.0)]
+        with db.transaction() as conn:  # events for one blob may now repeat
+            conn.exec_driver_sql(
+                "INSERT INTO gc_blob_reviews (digest, event_at, event)"
+                " VALUES ('sha256:a', 30.0, 'unlink'), ('sha256:a', 5.0, 'link')"
+            )
+        migrate.downgrade(db, "0006")
+        rows = db.fetch_all("SELECT digest, event_at FROM gc_blob_reviews ORDER BY digest", {})
+        assert rows == [("sha256:a", 30.0), ("sha256:b", 20.0)]
+    finally:
+        db.dispose()
