@@ -207,6 +207,7 @@ def bench_server(
             "boto3_threads": args.boto3_threads,
             "lading_idle_rss_mib": small_round["idle_rss_mib"],
             "lading_peak_rss_small_mib": small_round["peak_rss_mib"],
+            "lading_pull_peak_rss_small_mib": small_round["pull_peak_rss_mib"],
             "rounds": {"boto3": boto, "lading": ours},
             "load": os.getloadavg()[0],
         }
@@ -230,7 +231,8 @@ def table(results: list[dict[str, Any]]) -> str:
             )
         lines.append(
             f"{'':<10} Lading RSS: idle {r['lading_idle_rss_mib']:.0f} MiB, peak "
-            f"{r['lading_peak_rss_small_mib']:.0f} MiB pushing {r['small_mib']} MiB, peak "
+            f"{r['lading_peak_rss_small_mib']:.0f}/{r['lading_pull_peak_rss_small_mib']:.0f} MiB "
+            f"pushing/pulling {r['small_mib']} MiB, peak "
             f"{r['lading_peak_rss_mib']:.0f} MiB pushing and "
             f"{r['lading_pull_peak_rss_mib']:.0f} MiB pulling {r['size_mib']} MiB "
             f"(load {r['load']:.1f})"
