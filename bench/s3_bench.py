@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import REPO_ROOT, ClientCpu, ProcSampler, Server, start_lading
-from bench.workloads import CHUNK, BigBlob, make_big_blob, pull, push_chunked
+from bench.workloads import CHUNK, BigBlob, make_big_blob, pull, push_chunked, push_monolithic
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from s3servers import S3Server, start_moto, start_rclone
@@ -189,6 +189,12 @@ def bench_server(
             boto.append(boto3_round(s3, bucket, blob, args.part_mib, args.boto3_threads))
             print(f"   boto3  round {i + 1}: {boto[-1]}", flush=True)
             ours.append(lading_round(lading, blob, digest, f"bench/big{i}"))
+            if args.monolithic:
+                # The same size in one PUT: no 202 (and so no wait for S3) between chunks.
+                mono, mono_digest = make_big_blob(size, f"{name}-{i}-mono".encode(), base)
+                with ClientCpu() as whole:
+                    push_monolithic(lading, f"bench/mono{i}", mono, mono_digest)
+                ours[-1]["monolithic_push_mbs"] = size / MiB / whole.wall
             print(f"   lading round {i + 1}: {ours[-1]}", flush=True)
         return {
             "server": name,
@@ -209,6 +215,9 @@ def bench_server(
             "lading_peak_rss_small_mib": small_round["peak_rss_mib"],
             "lading_pull_peak_rss_small_mib": small_round["pull_peak_rss_mib"],
             "rounds": {"boto3": boto, "lading": ours},
+            "lading_monolithic_push_mbs": (
+                median(ours, "monolithic_push_mbs") if args.monolithic else None
+            ),
             "load": os.getloadavg()[0],
         }
     finally:
@@ -228,6 +237,12 @@ def table(results: list[dict[str, Any]]) -> str:
             verdict = "PASS" if ratio >= TARGET else "FAIL"
             lines.append(
                 f"{r['server']:<10} {op:<5} {b:>11.1f} {ours:>12.1f} {ratio:>6.2f}  {verdict}"
+            )
+        if r.get("lading_monolithic_push_mbs"):
+            b, ours = r["boto3_push_mbs"], r["lading_monolithic_push_mbs"]
+            lines.append(
+                f"{r['server']:<10} {'push1':<5} {b:>11.1f} {ours:>12.1f} {ours / b:>6.2f}  "
+                "(one monolithic PUT, for comparison)"
             )
         lines.append(
             f"{'':<10} Lading RSS: idle {r['lading_idle_rss_mib']:.0f} MiB, peak "
@@ -254,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boto3-threads", type=int, default=10, help="boto3 max_concurrency")
     parser.add_argument(
         "--concurrency", type=int, help="Lading s3_max_concurrency (default: Lading's)"
+    )
+    parser.add_argument(
+        "--monolithic", action="store_true", help="also time a monolithic push (one PUT)"
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
