@@ -15,7 +15,8 @@ interleaves N rounds and reports medians. Everything it starts is stopped by PID
 Fairness: both sides use the same part size (``--part-mib``, default 8 MiB, boto3's
 default chunk size). boto3 keeps its default 10 threads (``--boto3-threads``); Lading uses
 its ``s3_max_concurrency`` (``--concurrency``, default: Lading's own default) per request.
-Both sign payloads with SigV4 over plain HTTP (botocore always does on http://).
+Both sign payloads with SigV4 over plain HTTP (botocore always does on http://). Every timed
+operation starts after ``os.sync()``, so none pays for the write-back of the one before.
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ class Sink(io.RawIOBase):
         return n
 
 
+def settle() -> None:
+    """Flush dirty pages first: rclone writes each object to disk, and a push timed while
+    the previous one is still being written back pays for it (seen: +2 s per GiB)."""
+    os.sync()
+
+
 def boto3_round(
     server: S3Server, bucket: str, blob: BigBlob, part_mib: int, threads: int
 ) -> dict[str, float]:
@@ -114,9 +121,11 @@ def boto3_round(
         max_concurrency=threads,
     )
     key = f"boto3/{time.monotonic_ns()}"
+    settle()
     with ClientCpu() as up:
         client.upload_fileobj(BlobReader(blob), bucket, key, Config=config)
     sink = Sink()
+    settle()
     with ClientCpu() as down:
         client.download_fileobj(bucket, key, sink, Config=config)
     if sink.size != blob.size:
@@ -126,8 +135,10 @@ def boto3_round(
 
 
 def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
+    settle()
     with ProcSampler(lading.pid) as mem, ClientCpu() as up:
         push_chunked(lading, repo, blob, digest)
+    settle()
     with ProcSampler(lading.pid) as pull_mem, ClientCpu() as down:
         pull(lading, repo, digest, blob.size)
     return {
@@ -192,6 +203,7 @@ def bench_server(
             if args.monolithic:
                 # The same size in one PUT: no 202 (and so no wait for S3) between chunks.
                 mono, mono_digest = make_big_blob(size, f"{name}-{i}-mono".encode(), base)
+                settle()
                 with ClientCpu() as whole:
                     push_monolithic(lading, f"bench/mono{i}", mono, mono_digest)
                 ours[-1]["monolithic_push_mbs"] = size / MiB / whole.wall
