@@ -65,7 +65,7 @@ class Settings(BaseModel):
     gc_interval_seconds: float = Field(300.0, ge=0)
     gc_review_delay: float = Field(86400.0, ge=0)
     # Reviews per GC transaction (1 = shortest locks; more = faster backlog).
-    gc_batch_size: int = Field(20, ge=1, le=1000)
+    gc_batch_size: int = Field(500, ge=1, le=1000)
     # Bearer token the admin API (/admin/v1/) requires until token auth lands; unset = open.
     admin_token: str | None = None
 

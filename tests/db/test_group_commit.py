@@ -78,6 +78,7 @@ def test_a_failed_commit_fails_every_job_and_the_next_one_works(
         tx.run("INSERT INTO items (name, n) VALUES ('kept', 1)", {})
 
     db.run_raw(lock_out)
+
     # A job that breaks the transaction itself (not only its statement) takes the
     # batch down; the committer must recover with a fresh transaction afterwards.
     def commit_behind_its_back(tx: RawTx) -> None:
