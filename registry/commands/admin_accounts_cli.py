@@ -15,18 +15,9 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from registry.commands.admin_client import AdminClient, AdminCliError, emit, when
+from registry.commands.admin_client import AdminClient, AdminCliError, confirm, emit, when
 
 API = "/accounts"
-
-
-def _confirm(args: argparse.Namespace, what: str) -> None:
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise AdminCliError(f"refusing to {what} without --yes", 2)
-    if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
-        raise AdminCliError("cancelled", 1)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -88,7 +79,7 @@ def user_disable(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def user_rm(client: AdminClient, args: argparse.Namespace) -> None:
-    _confirm(args, f"delete user {args.name} with its robots, memberships and rules")
+    confirm(args, f"delete user {args.name} with its robots, memberships and rules")
     client.request("DELETE", f"{API}/users/{_q(args.name)}")
     emit(args, {"deleted": args.name}, [["DELETED"], [args.name]])
 

@@ -21,6 +21,7 @@ from registry.commands.admin_client import (
     AdminClient,
     AdminCliError,
     add_connection_options,
+    confirm,
     emit,
     human,
     progress,
@@ -47,15 +48,6 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _confirm(args: argparse.Namespace, what: str) -> None:
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise AdminCliError(f"refusing to {what} without --yes", 2)
-    if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
-        raise AdminCliError("cancelled", 1)
-
-
 # -- repositories, tags, manifests ---------------------------------------------------------
 def repo_ls(client: AdminClient, args: argparse.Namespace) -> None:
     order = "desc" if args.desc else "asc"
@@ -76,7 +68,7 @@ def repo_show(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def repo_rm(client: AdminClient, args: argparse.Namespace) -> None:
-    _confirm(args, f"delete repository {args.name} with all its tags and manifests")
+    confirm(args, f"delete repository {args.name} with all its tags and manifests")
     result = client.request("DELETE", repo_path(args.name))
     details = result["details"]
     row = [result["deleted"], str(details["tags_deleted"]), str(details["manifests_deleted"])]
@@ -194,7 +186,7 @@ def retention_preview(client: AdminClient, args: argparse.Namespace) -> None:
 
 def retention_apply(client: AdminClient, args: argparse.Namespace) -> None:
     body = _retention_body(args)
-    _confirm(args, "delete the tags and manifests the policy selects")
+    confirm(args, "delete the tags and manifests the policy selects")
     progress("applying retention ...")
     plan = client.request("POST", "/retention/apply", json=body)
     progress(f"deleted {plan['tags']} tags and {plan['manifests']} manifests;"

@@ -160,3 +160,13 @@ def progress(message: str, *, done: bool = False) -> None:
     elif done:
         sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Ask before a destructive call unless --yes; refuse when nobody can answer."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise AdminCliError(f"refusing to {what} without --yes", 2)
+    if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise AdminCliError("cancelled", 1)
