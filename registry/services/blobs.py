@@ -106,20 +106,22 @@ class BlobService:
 
     def delete(self, repository: str, digest: Digest) -> None:
         """Unlink the blob from the repository; GC reclaims unreferenced bytes."""
-        with self.db.write() as session:
+
+        def unlink(session: Session) -> int:
             repo_id = find_repository_id(session, repository)
-            removed = 0
-            if repo_id is not None:
-                removed = rows_affected(
-                    session.execute(
-                        delete(RepositoryBlob).where(
-                            RepositoryBlob.repository_id == repo_id,
-                            RepositoryBlob.blob_digest == str(digest),
-                        )
+            if repo_id is None:
+                return 0
+            return rows_affected(
+                session.execute(
+                    delete(RepositoryBlob).where(
+                        RepositoryBlob.repository_id == repo_id,
+                        RepositoryBlob.blob_digest == str(digest),
                     )
                 )
-            if not removed:
-                raise RegistryError(BLOB_UNKNOWN, detail={"digest": str(digest)})
+            )
+
+        if not self.db.write_retrying(unlink):
+            raise RegistryError(BLOB_UNKNOWN, detail={"digest": str(digest)})
 
     def mount(self, target: str, source: str, digest: Digest) -> BlobInfo | None:
         """Link a blob of ``source`` into ``target``; None when ``source`` lacks it.
@@ -135,10 +137,14 @@ class BlobService:
         if self.db.dialect == "postgresql":
             # Hold the blob against the online collector until the new link commits.
             query = query.with_for_update(read=True)
-        with self.db.write() as session:
+
+        def link(session: Session) -> BlobInfo | None:
             row = session.execute(query).first()
             if row is None:
                 return None
-            repo_id = ensure_repository(session, target)
-            link_blob(session, repo_id, str(digest))
-        return BlobInfo(digest=str(digest), size=row.size, storage_key=row.storage_key)
+            link_blob(session, ensure_repository(session, target), str(digest))
+            return BlobInfo(digest=str(digest), size=row.size, storage_key=row.storage_key)
+
+        # Shared locks on the source, then the target link's row lock: mounts and
+        # deletes crossing in the other direction can deadlock (40P01); retry those.
+        return self.db.write_retrying(link)
