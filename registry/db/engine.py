@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -39,6 +40,8 @@ def _sqlite_setup(engine: Engine) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+
+log = logging.getLogger("lading.db")
 
 # deadlock_detected, serialization_failure
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -123,6 +126,7 @@ class Database:
                 code = getattr(exc.orig, "sqlstate", None)
                 if code not in _RETRYABLE_SQLSTATES or attempt == attempts - 1:
                     raise
+                log.info("write transaction rolled back by the database (%s): retrying", code)
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")
 

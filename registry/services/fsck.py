@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from registry.db.engine import Database
 from registry.services.gc_tasks import db_now
@@ -109,13 +110,14 @@ class FsckService:
 
     def _sightings(self, keys: list[str]) -> dict[str, float]:
         """When each orphan was first seen; forget orphans that are gone."""
-        with self.db.write() as session:
+        wanted = set(keys)
+
+        def record(session: Session) -> dict[str, float]:
             now = db_now(session)
             seen: dict[str, float] = {
                 str(k): float(t)
                 for k, t in session.execute(text("SELECT key, first_seen FROM gc_orphans")).all()
             }
-            wanted = set(keys)
             for key in wanted - seen.keys():
                 session.execute(
                     text(
@@ -128,6 +130,9 @@ class FsckService:
             for key in seen.keys() - wanted:
                 if key.startswith("object:"):  # GC owns the upload sightings too
                     session.execute(text("DELETE FROM gc_orphans WHERE key = :k"), {"k": key})
+            return seen
+
+        seen = self.db.write_retrying(record)
         return {k: seen[k] for k in wanted}
 
     def _still_unreferenced(self, key: str) -> bool:
@@ -146,14 +151,15 @@ class FsckService:
 
     def _remove_blob(self, digest: str, report: FsckReport) -> list[tuple[str, str]]:
         """Drop a blob row whose bytes are gone, with the manifests that need it."""
-        removed: list[tuple[str, str]] = []
-        doomed: list[str] = []
-        with self.db.write() as session:
+
+        # Deletes manifests, then the blob: a concurrent delete taking the same rows
+        # in another order can deadlock (40P01); the retry starts from the re-check.
+        def remove(session: Session) -> list[tuple[str, str, str]] | None:
             key = session.execute(
                 text("SELECT storage_key FROM blobs WHERE digest = :d"), {"d": digest}
             ).scalar()
             if key is None or not self._gone(str(key)):
-                return removed
+                return None
             rows = session.execute(
                 text(
                     "SELECT m.id, r.name, m.digest, m.storage_key FROM manifest_blobs mb"
@@ -162,19 +168,22 @@ class FsckService:
                 ),
                 {"d": digest},
             ).all()
-            for manifest_id, repository, manifest_digest, manifest_key in rows:
+            for manifest_id, *_ in rows:
                 session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": manifest_id})
-                removed.append((repository, manifest_digest))
-                doomed.append(manifest_key)
             session.execute(text("DELETE FROM blobs WHERE digest = :d"), {"d": digest})
-            report.removed_blobs.append(digest)
-        for key in doomed:
+            return [(str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+        removed = self.db.write_retrying(remove)
+        if removed is None:
+            return []
+        report.removed_blobs.append(digest)
+        for _repository, _digest, key in removed:
             with contextlib.suppress(StorageError):
                 self.driver.delete(key)
-        return removed
+        return [(repository, manifest) for repository, manifest, _ in removed]
 
     def _remove_manifest(self, repository: str, digest: str) -> bool:
-        with self.db.write() as session:
+        def remove(session: Session) -> bool:
             row = session.execute(
                 text(
                     "SELECT m.id, m.storage_key FROM manifests m JOIN repositories r"
@@ -185,4 +194,6 @@ class FsckService:
             if row is None or not self._gone(str(row[1])):
                 return False
             session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": row[0]})
-        return True
+            return True
+
+        return self.db.write_retrying(remove)
