@@ -1,5 +1,8 @@
 """Graceful shutdown: SIGTERM lets an in-flight PATCH finish; a PATCH cut off keeps the
-upload at its last acknowledged state, and the upload resumes on the next server."""
+upload at its last acknowledged state, and the upload resumes on the next server.
+
+With one worker (``lading serve``'s default) and with two (the container image's), where
+uvicorn's supervisor passes SIGTERM on to its workers."""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from support.server import RegistryServer, start_lading
 
-ENV = {"LADING_WORKERS": "1", "LADING_SHUTDOWN_TIMEOUT": "3"}
+ENV = {"LADING_SHUTDOWN_TIMEOUT": "3"}
 CHUNK = 512 * 1024
 
 
@@ -49,12 +53,14 @@ def _wait_exit(server: RegistryServer, timeout: float) -> int:
     return server.process.returncode
 
 
-def test_sigterm_mid_patch_then_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_mid_patch_then_resume(tmp_path: Path, workers: int) -> None:
+    env = {**ENV, "LADING_WORKERS": str(workers)}
     data = bytes(range(256)) * (3 * CHUNK // 256)
     chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
 
-    server = start_lading(tmp_path, env=ENV)
+    server = start_lading(tmp_path, env=env)
     with server.client() as client:
         start = client.post("/v2/drain/app/blobs/uploads/")
         assert start.status_code == 202
@@ -78,7 +84,7 @@ def test_sigterm_mid_patch_then_resume(tmp_path: Path) -> None:
 
     # 2. SIGTERM while the third chunk is stuck half-sent: after the shutdown timeout the
     #    request is cancelled, and the upload keeps its acknowledged two chunks.
-    server = start_lading(tmp_path, env=ENV)
+    server = start_lading(tmp_path, env=env)
     sock = _open_patch(server, location, 2 * CHUNK, chunks[2])
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
@@ -87,7 +93,7 @@ def test_sigterm_mid_patch_then_resume(tmp_path: Path) -> None:
     sock.close()
 
     # 3. A new server resumes the upload from the last acknowledged byte.
-    server = start_lading(tmp_path, env=ENV)
+    server = start_lading(tmp_path, env=env)
     try:
         with server.client() as client:
             status = client.get(location)
