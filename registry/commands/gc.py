@@ -11,6 +11,8 @@ from registry.commands.common import settings_from_args
 
 # Test-only: seconds to pause after each deleting commit, so crash tests can kill mid-run.
 TASK_PAUSE_ENV = "LADING_GC_TEST_TASK_PAUSE"
+# Test-only: the run's lease (default 60 s), so tests see a killed run abandoned soon.
+LEASE_ENV = "LADING_GC_TEST_LEASE_SECONDS"
 
 
 def human(size: int) -> str:
@@ -58,6 +60,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             upload_purge_after=settings.upload_purge_after_hours * 3600,
             task_pause=float(os.environ.get(TASK_PAUSE_ENV, "0") or 0),
             batch_size=args.batch_size or settings.gc_batch_size,
+            lease_seconds=float(os.environ.get(LEASE_ENV, "60") or 60),
         )
         bar = ProgressBar() if not args.quiet else None
         try:

@@ -261,7 +261,8 @@ class GcRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # "running", "ok" or "failed"; a run whose process died stays "running".
+    # "running", "ok", "failed", or "abandoned": its process died mid-pass (its lease
+    # ran out; the next pass or status query notices).
     status: Mapped[str] = mapped_column(String(16))
     dry_run: Mapped[bool] = mapped_column(Boolean)
     trigger: Mapped[str] = mapped_column(String(16))
@@ -272,6 +273,8 @@ class GcRun(Base):
     objects_freed: Mapped[int] = mapped_column(Integer, default=0)
     bytes_freed: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A running pass renews this; past it, the pass is taken for dead.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index("ix_gc_runs_started_at", "started_at"),)
 

@@ -67,9 +67,6 @@ def _view(row: GcRun) -> GcRunView:
 
 
 class GcControl:
-    # A "running" row older than this is from a process that died mid-pass.
-    STALE_AFTER = dt.timedelta(hours=6)
-
     def __init__(self, db: Database, collector: GarbageCollector, audit: AuditService) -> None:
         self.db = db
         self.collector = collector
@@ -77,6 +74,8 @@ class GcControl:
         self._busy = threading.Lock()
 
     def runs(self, limit: int, before_id: int | None = None) -> tuple[list[GcRunView], int | None]:
+        # Rows of passes whose process died read "abandoned", not "running" forever.
+        self.collector.history.mark_abandoned()
         query = select(GcRun).order_by(GcRun.id.desc()).limit(limit + 1)
         if before_id is not None:
             query = query.where(GcRun.id < before_id)
@@ -92,17 +91,14 @@ class GcControl:
             return _view(row) if row is not None else None
 
     def _running(self) -> GcRunView | None:
-        cutoff = dt.datetime.now(dt.UTC) - self.STALE_AFTER
         with self.db.read() as session:
             row = session.scalars(
-                select(GcRun)
-                .where(GcRun.status == "running", GcRun.started_at > cutoff)
-                .order_by(GcRun.id.desc())
-                .limit(1)
+                select(GcRun).where(GcRun.status == "running").order_by(GcRun.id.desc()).limit(1)
             ).first()
             return _view(row) if row is not None else None
 
     def status(self) -> GcStatus:
+        self.collector.history.mark_abandoned()
         with self.db.read() as session:
             last = session.scalars(
                 select(GcRun).where(GcRun.status != "running").order_by(GcRun.id.desc()).limit(1)

@@ -24,8 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from registry.db.engine import Database, rows_affected
-from registry.db.models import GcRun, utcnow
+from registry.db.models import utcnow
 from registry.services import gc_tasks
+from registry.services.gc_runs import RunHistory
 from registry.services.gc_tasks import TaskResult
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
@@ -71,6 +72,7 @@ class GarbageCollector:
         upload_purge_after: float,
         task_pause: float = 0.0,
         batch_size: int = 500,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.db = db
         self.driver = driver
@@ -83,28 +85,33 @@ class GarbageCollector:
         self.batch_size = max(batch_size, 1)
         # Keys whose bytes are gone but whose queue rows are not yet cleared.
         self._deleted: list[str] = []
+        self.history = RunHistory(db, lease_seconds)
 
     # -- a whole pass ----------------------------------------------------------
     def run(
         self, *, dry_run: bool = False, trigger: str = "manual", progress: Progress | None = None
     ) -> GcReport:
         report = GcReport(dry_run=dry_run)
-        report.run_id = self._start_run(dry_run, trigger)
+        report.run_id = self.history.start(dry_run, trigger)
         try:
-            if dry_run:
-                self._dry_run(report, progress)
-            else:
-                self._flush_storage_deletions(report)
-                try:
-                    self._drain(report, progress)
-                finally:
-                    self._clear_deleted()
-                self._purge_uploads(report)
+            with self.history.renewing(report.run_id):
+                self._pass(report, dry_run, progress)
         except BaseException as exc:
-            self._finish_run(report, "failed", repr(exc)[:2000])
+            self.history.finish(report, "failed", repr(exc)[:2000])
             raise
-        self._finish_run(report, "ok", None)
+        self.history.finish(report, "ok", None)
         return report
+
+    def _pass(self, report: GcReport, dry_run: bool, progress: Progress | None) -> None:
+        if dry_run:
+            self._dry_run(report, progress)
+            return
+        self._flush_storage_deletions(report)
+        try:
+            self._drain(report, progress)
+        finally:
+            self._clear_deleted()
+        self._purge_uploads(report)
 
     def pending(self) -> int:
         """Objects with a review due now."""
@@ -284,33 +291,6 @@ class GarbageCollector:
             with contextlib.suppress(StorageError):
                 self.driver.abort_upload(listed[upload_id])
             report.uploads_deleted += 1
-
-    # -- history ---------------------------------------------------------------
-    def _start_run(self, dry_run: bool, trigger: str) -> int:
-        with self.db.write() as session:
-            run = GcRun(started_at=utcnow(), status="running", dry_run=dry_run, trigger=trigger)
-            for name in ("manifests", "blobs", "links", "uploads"):
-                setattr(run, f"{name}_deleted", 0)
-            run.objects_freed = 0
-            run.bytes_freed = 0
-            session.add(run)
-            session.flush()
-            return run.id
-
-    def _finish_run(self, report: GcReport, status: str, error: str | None) -> None:
-        with self.db.write() as session:
-            run = session.get(GcRun, report.run_id)
-            if run is None:
-                return
-            run.finished_at = utcnow()
-            run.status = status
-            run.error = error
-            run.manifests_deleted = report.manifests_deleted
-            run.blobs_deleted = report.blobs_deleted
-            run.links_deleted = report.links_deleted
-            run.uploads_deleted = report.uploads_deleted
-            run.objects_freed = report.objects_freed
-            run.bytes_freed = report.bytes_freed
 
 
 class GcWorker:

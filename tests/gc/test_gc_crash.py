@@ -13,10 +13,11 @@ import pytest
 from httpreg import make_image, push_image, verify_image
 from serverenv import database_env, fsck, gc, lading
 from sqlalchemy import create_engine
-from support.server import RegistryFactory, lading_command
+from support.server import RegistryFactory, RegistryServer, lading_command
 
 IMAGES = 30
 KEPT = 5
+LEASE = 2.0  # seconds, of the pass that gets killed
 
 
 @pytest.mark.timeout(180)
@@ -38,8 +39,14 @@ def test_gc_killed_mid_run_then_rerun_is_consistent(
         for i in range(KEPT, IMAGES):
             assert client.delete(f"/v2/crash/app/manifests/v{i}").status_code == 202
 
-    # Slow each deletion down so the kill lands between commits and byte deletions.
-    full_env = {**os.environ, **server.extra_env, "LADING_GC_TEST_TASK_PAUSE": "0.1"}
+    # Slow each deletion down so the kill lands between commits and byte deletions;
+    # a short lease, so the next pass may take the killed one for dead soon.
+    full_env = {
+        **os.environ,
+        **server.extra_env,
+        "LADING_GC_TEST_TASK_PAUSE": "0.1",
+        "LADING_GC_TEST_LEASE_SECONDS": str(LEASE),
+    }
     proc = subprocess.Popen(
         [
             *lading_command(),
@@ -69,13 +76,20 @@ def test_gc_killed_mid_run_then_rerun_is_consistent(
     assert proc.poll() is None, proc.communicate()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    killed_at = time.monotonic()
+    assert _runs(server) == [("running", None)]  # nobody can tell it died yet
 
     manifests_left = _count(lading(server, "usage").stdout, "manifests")
     assert KEPT < manifests_left < IMAGES, "the kill did not land mid-run"
     midway = fsck(server)
     # Rows and bytes never disagree: bytes of deleted rows are queued, not orphaned.
     assert midway["clean"], midway
+    time.sleep(max(0.0, killed_at + LEASE + 0.5 - time.monotonic()))
     gc(server, "--quiet")
+    runs = _runs(server)
+    # The next pass marked the killed one abandoned (its lease ran out), then finished.
+    assert [status for status, _ in runs] == ["abandoned", "ok"], runs
+    assert runs[0][1] is not None and "abandoned" in runs[0][1]
     final = fsck(server)
     assert final["clean"] and final["pending_deletions"] == [], final
     with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -87,6 +101,17 @@ def test_gc_killed_mid_run_then_rerun_is_consistent(
     usage = lading(server, "usage").stdout
     assert _count(usage, "manifests") == KEPT and _count(usage, "blobs") == 13, usage
     # Kept: 5 manifests; blobs: 3 shared bases + 5 own layers + 5 configs.
+
+
+def _runs(server: RegistryServer) -> list[tuple[str, str | None]]:
+    """(status, error) of every ``gc_runs`` row, oldest first."""
+    engine = create_engine(server.extra_env["LADING_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT status, error FROM gc_runs ORDER BY id").all()
+    finally:
+        engine.dispose()
+    return [(str(status), error) for status, error in rows]
 
 
 def _count(usage: str, what: str) -> int:

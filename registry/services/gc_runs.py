@@ -1,0 +1,121 @@
+"""The ``gc_runs`` history: one row per pass, kept alive by a renewed lease.
+
+A pass that dies without finishing (``kill -9``, a lost host) cannot mark its
+own row, so it renews ``lease_until`` from a thread while it runs; any later
+pass, and the admin API's status and history, mark a "running" row whose lease
+ran out as "abandoned". Clocks of processes sharing a database are assumed to
+agree to well within a lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, or_, update
+
+from registry.db.engine import Database, rows_affected
+from registry.db.models import GcRun, utcnow
+
+if TYPE_CHECKING:
+    from registry.services.gc import GcReport
+
+log = logging.getLogger("lading.gc")
+
+# Rows from before leases existed (migration 0008) have none: judge them by age.
+LEGACY_STALE_AFTER = dt.timedelta(hours=6)
+ABANDONED_ERROR = "abandoned: the process running this pass stopped renewing its lease"
+
+
+class RunHistory:
+    def __init__(self, db: Database, lease_seconds: float) -> None:
+        self.db = db
+        # Renewed every quarter lease, so three renewals may be late before others
+        # give the pass up (SQLite writers may wait behind a long transaction).
+        self.lease = dt.timedelta(seconds=lease_seconds)
+
+    def mark_abandoned(self) -> int:
+        """Mark "running" rows whose lease ran out as "abandoned"; how many."""
+        now = utcnow()
+        stale = or_(
+            GcRun.lease_until < now,
+            and_(GcRun.lease_until.is_(None), GcRun.started_at < now - LEGACY_STALE_AFTER),
+        )
+        with self.db.write() as session:
+            count = rows_affected(
+                session.execute(
+                    update(GcRun)
+                    .where(GcRun.status == "running", stale)
+                    .values(status="abandoned", finished_at=now, error=ABANDONED_ERROR)
+                )
+            )
+        if count:
+            log.warning("gc: marked %d run(s) whose process died as abandoned", count)
+        return count
+
+    def start(self, dry_run: bool, trigger: str) -> int:
+        self.mark_abandoned()
+        with self.db.write() as session:
+            now = utcnow()
+            run = GcRun(
+                started_at=now,
+                lease_until=now + self.lease,
+                status="running",
+                dry_run=dry_run,
+                trigger=trigger,
+            )
+            for name in ("manifests", "blobs", "links", "uploads"):
+                setattr(run, f"{name}_deleted", 0)
+            run.objects_freed = 0
+            run.bytes_freed = 0
+            session.add(run)
+            session.flush()
+            return run.id
+
+    @contextmanager
+    def renewing(self, run_id: int) -> Iterator[None]:
+        """Renew the run's lease from a thread until the block ends."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._renew_loop, args=(run_id, stop), name="lading-gc-lease", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _renew_loop(self, run_id: int, stop: threading.Event) -> None:
+        while not stop.wait(self.lease.total_seconds() / 4):
+            try:
+                with self.db.write() as session:
+                    session.execute(
+                        update(GcRun)
+                        .where(GcRun.id == run_id, GcRun.status == "running")
+                        .values(lease_until=utcnow() + self.lease)
+                    )
+            except Exception:
+                # The pass itself will meet the same database trouble and report it.
+                log.warning("gc: cannot renew the lease of run %d", run_id, exc_info=True)
+
+    def finish(self, report: GcReport, status: str, error: str | None) -> None:
+        with self.db.write() as session:
+            run = session.get(GcRun, report.run_id)
+            if run is None:
+                return
+            # Also over "abandoned": a pass that was only slow still reports what it did.
+            run.finished_at = utcnow()
+            run.lease_until = None
+            run.status = status
+            run.error = error
+            run.manifests_deleted = report.manifests_deleted
+            run.blobs_deleted = report.blobs_deleted
+            run.links_deleted = report.links_deleted
+            run.uploads_deleted = report.uploads_deleted
+            run.objects_freed = report.objects_freed
+            run.bytes_freed = report.bytes_freed
