@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import utcnow
-from registry.services import gc_tasks
+from registry.services import gc_queue, gc_tasks
 from registry.services.gc_runs import RunHistory
 from registry.services.gc_tasks import TaskResult
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
@@ -53,6 +53,7 @@ class GcReport:
     uploads_deleted: int = 0
     objects_freed: int = 0
     bytes_freed: int = 0
+    events_compacted: int = 0  # queue events a newer one of the same object superseded
 
     def add(self, task: TaskResult) -> None:
         self.manifests_deleted += task.manifests
@@ -111,6 +112,8 @@ class GarbageCollector:
             self._drain(report, progress)
         finally:
             self._clear_deleted()
+        # What is left is inside the grace delay: keep one event per object.
+        report.events_compacted = gc_queue.compact(self.db)
         self._purge_uploads(report)
 
     def pending(self) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, text, update
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import GcRun, utcnow
@@ -32,8 +32,10 @@ ABANDONED_ERROR = "abandoned: the process running this pass stopped renewing its
 
 
 class RunHistory:
-    def __init__(self, db: Database, lease_seconds: float) -> None:
+    def __init__(self, db: Database, lease_seconds: float, keep_runs: int = 10_000) -> None:
         self.db = db
+        # History rows kept (the admin API pages through them).
+        self.keep_runs = max(keep_runs, 1)
         # Renewed every quarter lease, so three renewals may be late before others
         # give the pass up (SQLite writers may wait behind a long transaction).
         self.lease = dt.timedelta(seconds=lease_seconds)
@@ -60,6 +62,14 @@ class RunHistory:
     def start(self, dry_run: bool, trigger: str) -> int:
         self.mark_abandoned()
         with self.db.write() as session:
+            # A worker records a pass every few minutes: keep the newest rows only.
+            session.execute(
+                text(
+                    "DELETE FROM gc_runs WHERE status <> 'running' AND id <"
+                    " (SELECT id FROM gc_runs ORDER BY id DESC LIMIT 1 OFFSET :keep)"
+                ),
+                {"keep": self.keep_runs - 1},
+            )
             now = utcnow()
             run = GcRun(
                 started_at=now,
