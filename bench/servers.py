@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+# The reference registry's config is shared with the tests (tests/support/server.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.server import REFERENCE_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LADING_BIN = REPO_ROOT / ".venv" / "bin" / "lading"
@@ -92,11 +97,13 @@ class Server:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _spawn(
-    cmd: list[str], log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def _launch(
+    name: str, cmd: list[str], workdir: Path, port: int, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``cmd`` in its own process group, logging to ``workdir``; wait for ``/v2/``."""
+    log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -104,29 +111,13 @@ def _spawn(
             env=env,
             start_new_session=True,  # own process group: we stop it (and its workers) by PID
         )
-
-
-REFERENCE_CONFIG = """\
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-  redirect:
-    disable: true
-http:
-  addr: 127.0.0.1:{port}
-  draintimeout: 2s
-  headers:
-    X-Content-Type-Options: [nosniff]
-"""
+    server = Server(name, proc, port, workdir, log_path)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def start_reference(name: str = "reference") -> Server:
@@ -134,15 +125,7 @@ def start_reference(name: str = "reference") -> Server:
     port = free_port()
     cfg = workdir / "config.yml"
     cfg.write_text(REFERENCE_CONFIG.format(root=workdir / "data", port=port))
-    log = workdir / "server.log"
-    proc = _spawn([REFERENCE_BIN, "serve", str(cfg)], log)
-    server = Server(name, proc, port, workdir, log)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return _launch(name, [REFERENCE_BIN, "serve", str(cfg)], workdir, port)
 
 
 def start_lading(name: str = "lading", extra_env: dict[str, str] | None = None) -> Server:
@@ -157,15 +140,7 @@ def start_lading(name: str = "lading", extra_env: dict[str, str] | None = None) 
     env.update(extra_env or {})
     cmd = [str(LADING_BIN), "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--data-dir", str(data)]
-    log = workdir / "server.log"
-    proc = _spawn(cmd, log, env)
-    server = Server(name, proc, port, workdir, log)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return _launch(name, cmd, workdir, port, env)
 
 
 @dataclass

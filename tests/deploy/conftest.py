@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import deploy_stack as stack
 import pytest
-from support.dockerd import DockerEngine, _server_version
+from support.dockerd import DockerEngine, server_version
 from support.tools import free_port
 
 
@@ -24,7 +24,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     host = os.environ.get("LADING_TEST_DOCKER_HOST", "").strip()
     if host:
         config = tmp_path_factory.mktemp("docker-cli")
-        yield DockerEngine(host, config, server_version=_server_version(host, config) or "")
+        yield DockerEngine(host, config, server_version=server_version(host, config) or "")
         return
     with stack.networked_dockerd() as own:
         yield own

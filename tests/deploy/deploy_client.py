@@ -72,6 +72,10 @@ class RegistryClient:
             response = self.http.request(method, path, headers=headers, **kwargs)
         return response
 
+    def bearer(self, scope: str) -> str:
+        """The token this client holds for ``scope`` (after a request with that scope)."""
+        return self._tokens[scope]
+
     def tags(self, name: str) -> list[str]:
         response = self.request("GET", f"/v2/{name}/tags/list", f"repository:{name}:pull")
         response.raise_for_status()
@@ -84,7 +88,7 @@ class RegistryClient:
         assert response.status_code == 202, response.text
 
     def push_blob(self, name: str, data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         scope = f"repository:{name}:pull,push"
         start = self.request("POST", f"/v2/{name}/blobs/uploads/", scope)
         assert start.status_code == 202, start.text
@@ -126,6 +130,22 @@ class RegistryClient:
         result: dict[str, Any] = response.json()
         return result
 
+    def patch_chunk(self, location: str, scope: str, chunk: bytes, offset: int) -> httpx.Response:
+        """PATCH ``chunk`` at ``offset`` of an upload; asserts the 202 and the new range."""
+        response = self.request(
+            "PATCH",
+            location,
+            scope,
+            content=chunk,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+            },
+        )
+        assert response.status_code == 202, response.text
+        assert response.headers["Range"] == f"0-{offset + len(chunk) - 1}"
+        return response
+
     @staticmethod
     def alternating_upload(
         clients: list[RegistryClient], name: str, chunks: list[bytes], digest: str
@@ -152,23 +172,36 @@ class RegistryClient:
             assert status.status_code == 204, status.text
             expected = f"0-{offset - 1}" if offset else "0-0"
             assert offset == 0 or status.headers["Range"] == expected
-            patch = client.request(
-                "PATCH",
-                location,
-                scope,
-                content=chunk,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                },
-            )
-            assert patch.status_code == 202, patch.text
+            patch = client.patch_chunk(location, scope, chunk, offset)
             offset += len(chunk)
-            assert patch.headers["Range"] == f"0-{offset - 1}"
             location = patch.headers["Location"]
         done = next_client().request("PUT", location, scope, params={"digest": digest})
         assert done.status_code == 201, done.text
         return served
+
+
+def image_manifest(config: bytes, layer: bytes) -> dict[str, Any]:
+    """An OCI image manifest of one ``config`` blob and one uncompressed ``layer``."""
+    return {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256_digest(config),
+            "size": len(config),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": sha256_digest(layer),
+                "size": len(layer),
+            }
+        ],
+    }
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # --- the docker CLI and the replicas' own endpoints ----------------------------------------

@@ -1,7 +1,7 @@
 """Everything the deployment tests need to run the shipped Dockerfile and compose file.
 
-- ``networked_dockerd``: a private dockerd *with* container networking (compose needs
-  bridge networks and published ports; ``support.dockerd`` starts one with ``--bridge=none``).
+- ``networked_dockerd``: a private dockerd (``support.dockerd.own_dockerd``) *with*
+  container networking: compose needs bridge networks and published ports.
 - ``base_images``: Debian bookworm root filesystems made with ``debootstrap`` (cached as
   tarballs in ``LADING_TEST_CACHE``, default ``/var/cache/lading-test``) and ``docker
   import``ed: a Python base (python3, venv) for Lading and the S3 store, and a PostgreSQL
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compose_tools import compose_command
-from support.dockerd import DockerEngine, DockerError, _ping, _server_version
-from support.server import stop_process
+from support.dockerd import DockerEngine, DockerError, overlay_or_vfs, own_dockerd
 from support.tools import require_tool, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 PYTHON_IMAGE = "lading-test/python-base:bookworm"
 POSTGRES_BASE_IMAGE = "lading-test/postgres-base:bookworm"
 POSTGRES_IMAGE = "lading-test/postgres:15"
-NGINX_IMAGE = "lading-test/nginx:bookworm"
+NGINX_IMAGE = "lading-test/nginx:upstream"
 # The administrator the test env file creates (its password: Compose.env["ADMIN_PASSWORD"]).
 ADMIN = "admin"
 _PACKAGES = {
@@ -93,74 +92,40 @@ def run(
 # --- dockerd with networking -------------------------------------------------------------
 
 
-def _storage_driver(scratch: Path) -> str:
-    """``overlay2`` if an overlay mount works here, else ``vfs``."""
-    dirs = [scratch / "ovl" / part for part in ("lower", "upper", "work", "merged")]
-    for path in dirs:
-        path.mkdir(parents=True)
-    options = f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}"
-    mounted = run(["mount", "-t", "overlay", "overlay", "-o", options, str(dirs[3])], check=False)
-    if mounted.returncode != 0:
-        return "vfs"
-    run(["umount", str(dirs[3])], check=False)
-    shutil.rmtree(scratch / "ovl", ignore_errors=True)
-    return "overlay2"
-
-
 @contextmanager
-def networked_dockerd(ready_timeout: float = 90.0) -> Iterator[DockerEngine]:
-    """A private dockerd with a bridge of its own and NAT, stopped by PID afterwards."""
-    dockerd = require_tool("dockerd", "docker.io")
-    require_tool("containerd", "containerd")
-    require_tool("iptables", "iptables")
+def networked_dockerd() -> Iterator[DockerEngine]:
+    """A private dockerd with a bridge and address pools of its own, and NAT.
+
+    overlay2 when the kernel allows it (vfs copies the whole image for every build step and
+    container: minutes each on a busy machine); images persist in the cache between runs.
+    """
     ip = require_tool("ip", "iproute2")
     if os.geteuid() != 0:
-        unavailable("starting a private dockerd needs root")
-    base = Path(tempfile.mkdtemp(prefix="ldn", dir="/tmp"))
-    (base / "x").mkdir()
-    (base / "cli").mkdir()
-    socket_path = base / "x" / "docker.sock"
-    # A bridge and address pools of our own, so we never collide with another daemon.
-    suffix = int(hashlib.sha256(str(base).encode()).hexdigest(), 16) % 200 + 20
+        unavailable("starting a private dockerd with a bridge needs root")
+    scratch = Path(tempfile.mkdtemp(prefix="ldn", dir="/tmp"))
+    # Our own bridge and address pools, so we never collide with another daemon.
+    suffix = int(hashlib.sha256(str(scratch).encode()).hexdigest(), 16) % 200 + 20
     bridge = f"ldn{suffix}"
-    run([ip, "link", "add", bridge, "type", "bridge"], check=False)
-    run([ip, "addr", "add", f"10.{suffix}.0.1/24", "dev", bridge], check=False)
-    run([ip, "link", "set", bridge, "up"])
-    (base / "daemon.json").write_text(
+    config = scratch / "daemon.json"
+    config.write_text(
         json.dumps({"default-address-pools": [{"base": f"10.{suffix}.128.0/17", "size": 24}]})
     )
-    # overlay2 when the kernel allows it: vfs copies the whole image for every build step and
-    # container (minutes each on a busy machine). Images persist between runs in the cache.
-    driver = os.environ.get("LADING_TEST_DOCKER_STORAGE_DRIVER") or _storage_driver(base)
-    data_root = cache_dir() / f"docker-{driver}"
-    cmd = [
-        dockerd,
-        f"--config-file={base / 'daemon.json'}",
-        f"--storage-driver={driver}",
-        f"--data-root={data_root}",
-        f"--exec-root={base / 'x'}",
-        f"--pidfile={base / 'docker.pid'}",
-        f"-H=unix://{socket_path}",
-        f"--bridge={bridge}",
-    ]
-    log_path = base / "dockerd.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    driver = os.environ.get("LADING_TEST_DOCKER_STORAGE_DRIVER") or overlay_or_vfs(scratch)
     try:
-        deadline = time.monotonic() + ready_timeout
-        while not _ping(socket_path):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                raise DockerError(f"dockerd did not start (exit {proc.poll()}):\n{tail}")
-            time.sleep(0.2)
-        host = f"unix://{socket_path}"
-        engine = DockerEngine(host, base / "cli", owned_pid=proc.pid, base_dir=base)
-        engine.server_version = _server_version(host, engine.config_dir) or "unknown"
-        yield engine
+        run([ip, "link", "add", bridge, "type", "bridge"], check=False)
+        run([ip, "addr", "add", f"10.{suffix}.0.1/24", "dev", bridge], check=False)
+        run([ip, "link", "set", bridge, "up"])
+        with own_dockerd(
+            storage_driver=driver,
+            data_root=cache_dir() / f"docker-{driver}",
+            bridge=bridge,
+            extra_args=[f"--config-file={config}"],
+            stop_timeout=60.0,
+        ) as engine:
+            yield engine
     finally:
-        stop_process(proc, term_timeout=60.0)
         run([ip, "link", "delete", bridge], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- base images -------------------------------------------------------------------------
@@ -222,22 +187,29 @@ def ensure_base_images(engine: DockerEngine) -> None:
 
 
 def ensure_nginx_image(engine: DockerEngine) -> str:
-    """Debian's nginx on the Python base, standing in for the official image (cached)."""
+    """nginx built from source on the Python base (``nginx/``), standing in for the official
+    image; cached under a tag that changes with the files it is built from."""
     ensure_base_images(engine)
-    if not _has_image(engine, NGINX_IMAGE):
-        log(f"docker build {NGINX_IMAGE} (apt-get install nginx)")
+    recipe = hashlib.sha256()
+    for name in ("Dockerfile", "nginx.conf"):
+        recipe.update((HERE / "nginx" / name).read_bytes())
+    image = f"{NGINX_IMAGE}-{recipe.hexdigest()[:12]}"
+    if not _has_image(engine, image):
+        log(f"docker build {image} (nginx from source: a few minutes, cached afterwards)")
         engine.run(
             "build",
             "--network",
             "host",
             "--build-arg",
             f"BASE_IMAGE={PYTHON_IMAGE}",
+            "--build-arg",
+            f"DEBIAN_MIRROR={_MIRROR}",
             "-t",
-            NGINX_IMAGE,
+            image,
             str(HERE / "nginx"),
-            timeout=900,
+            timeout=1500,
         )
-    return NGINX_IMAGE
+    return image
 
 
 def bridge_gateway(engine: DockerEngine) -> str:

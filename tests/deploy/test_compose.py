@@ -20,7 +20,13 @@ from pathlib import Path
 import deploy_stack as stack
 import httpx
 import pytest
-from deploy_client import RegistryClient, docker_login, image_with_payload, payload_of
+from deploy_client import (
+    RegistryClient,
+    docker_login,
+    image_manifest,
+    image_with_payload,
+    payload_of,
+)
 from support.dockerd import DockerEngine
 from support.tools import free_port
 
@@ -105,24 +111,8 @@ def test_two_replicas_share_state(compose: stack.Compose) -> None:
         served_by = RegistryClient.alternating_upload(clients, "scale/app", chunks, digest)
         assert len(set(served_by)) == 2
         config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-        config_digest = clients[1].push_blob("scale/app", config)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest,
-                    "size": len(data),
-                }
-            ],
-        }
-        clients[0].put_manifest("scale/app", "v1", manifest)
+        clients[1].push_blob("scale/app", config)
+        clients[0].put_manifest("scale/app", "v1", image_manifest(config, data))
         assert clients[1].get_manifest("scale/app", "v1")["layers"][0]["digest"] == digest
         assert clients[1].get_blob("scale/app", digest) == data
         assert clients[0].get_blob("scale/app", digest) == data

@@ -1,8 +1,9 @@
 """The compose stack's TLS reverse proxy (profile ``tls``), alone and in front of replicas.
 
-nginx is Debian 12's package on the debootstrapped base (``nginx/Dockerfile``, handed to
-compose through ``LADING_NGINX_IMAGE``) running the shipped ``deploy/nginx/lading.conf``
-unchanged. Its certificate comes from a throwaway CA that the test's dockerd trusts through
+nginx is upstream's 1.26.3 compiled like the official image's, on the debootstrapped base
+(``nginx/Dockerfile``, handed to compose through ``LADING_NGINX_IMAGE``), running the
+shipped ``deploy/nginx/lading.conf`` unchanged, HTTP/2 included. Its certificate comes from
+a throwaway CA that the test's dockerd trusts through
 ``/etc/docker/certs.d/<host:port>/ca.crt``. Clients use the host's address on the Docker
 bridge, not 127.0.0.1, for which Docker would not verify TLS at all.
 """
@@ -13,9 +14,11 @@ import hashlib
 import itertools
 import secrets
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +30,14 @@ from deploy_client import (
     RegistryClient,
     access_log,
     docker_login,
+    image_manifest,
     image_with_payload,
     metric,
     payload_of,
+    sha256_digest,
 )
 from support.dockerd import DockerEngine
-from support.tools import free_port
+from support.tools import free_port, require_tool, unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -161,7 +166,76 @@ def test_tls_proxy(
         proxy_ip = compose.address(compose.container_ids("proxy")[0])
         assert entries[0]["client"] not in (None, proxy_ip), entries[0]
 
+        _http2_upload(client, proxy, replica, tmp_path)
         _docker_push_pull_over_tls(compose, engine, proxy, tmp_path)
+
+
+def _curl_with_http2() -> str:
+    curl = require_tool("curl", "curl")
+    features = subprocess.run([curl, "-V"], capture_output=True, text=True, check=True).stdout
+    if "HTTP2" not in features:
+        unavailable("this curl cannot speak HTTP/2 (built without libnghttp2)")
+    return curl
+
+
+def _curl_http2(
+    curl: str, proxy: Proxy, work: Path, url: str, *args: str
+) -> tuple[list[str], dict[str, str]]:
+    """curl ``url`` offering HTTP/2: ([HTTP version, status], lower-cased response headers)."""
+    head = work / f"headers-{secrets.token_hex(4)}"
+    result = subprocess.run(
+        [
+            *(curl, "--http2", "-sS", "--fail-with-body", "--cacert", str(proxy.ca)),
+            *("-D", str(head), "-w", "%{http_version} %{response_code}", *args, url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"curl exited with {result.returncode}: {result.stderr}"
+    headers = {}
+    for line in head.read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if value:
+            headers[key.strip().lower()] = value.strip()
+    return result.stdout.split(), headers
+
+
+def _http2_upload(client: RegistryClient, proxy: Proxy, replica: str, tmp_path: Path) -> None:
+    """The shipped config speaks HTTP/2 (``http2 on``): an upload, streamed through nginx to
+    Lading while curl still sends it, and the blob read back, both over HTTP/2."""
+    curl = _curl_with_http2()
+    name = "tls/h2"
+    scope = f"repository:{name}:pull,push"
+    start = client.request("POST", f"/v2/{name}/blobs/uploads/", scope)
+    assert start.status_code == 202, start.text
+    location = str(httpx.URL(proxy.url).join(start.headers["Location"]))
+    auth = f"Authorization: Bearer {client.bearer(scope)}"
+    data = secrets.token_bytes(16 * MIB)
+    body = tmp_path / "h2-body"
+    body.write_bytes(data)
+    patch_args = ("-X", "PATCH", "-T", str(body), "--limit-rate", "4M", "-o", "/dev/null")
+    # 16 MiB at 4 MiB/s: Lading must see the upload in progress while curl is still sending.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sending = pool.submit(
+            _curl_http2,
+            *(curl, proxy, tmp_path, location, *patch_args),
+            *("-H", auth, "-H", "Content-Type: application/octet-stream"),
+        )
+        streamed = _wait_for(lambda: metric(replica, IN_PROGRESS) >= 1, timeout=30)
+        (version, status), headers = sending.result(timeout=300)
+    assert (version, status) == ("2", "202")
+    assert streamed, "Lading saw no upload in progress while curl was sending over HTTP/2"
+    assert headers["range"] == f"0-{len(data) - 1}"
+    digest = sha256_digest(data)
+    done = client.request("PUT", headers["location"], scope, params={"digest": digest})
+    assert done.status_code == 201, done.text
+    copy = tmp_path / "h2-copy"
+    url = f"{proxy.url}/v2/{name}/blobs/{digest}"
+    got, _ = _curl_http2(curl, proxy, tmp_path, url, "-H", auth, "-o", str(copy))
+    assert got == ["2", "200"]
+    assert copy.read_bytes() == data
 
 
 def _docker_push_pull_over_tls(
@@ -224,8 +298,8 @@ def test_replicas_behind_the_proxy(
         layer = secrets.token_bytes(3 * MIB + 123)
         layer_digest, steps = _chunked_upload(client, name, layer, chunk=512 * 1024)
         config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-        config_digest = client.push_blob(name, config)
-        client.put_manifest(name, "v1", _manifest(config_digest, config, layer_digest, layer))
+        client.push_blob(name, config)
+        client.put_manifest(name, "v1", image_manifest(config, layer))
         pulls = []
         for _ in range(4):
             response = client.request(
@@ -239,9 +313,9 @@ def test_replicas_behind_the_proxy(
         pending = secrets.token_bytes(MIB + 5)
         scope = f"repository:{name}:pull,push"
         start = client.request("POST", f"/v2/{name}/blobs/uploads/", scope)
-        first = _patch(client, start.headers["Location"], scope, pending[:MIB], 0)
+        first = client.patch_chunk(start.headers["Location"], scope, pending[:MIB], 0)
         time.sleep(GC_DELAY + 3 * GC_INTERVAL)
-        second = _patch(client, first.headers["Location"], scope, pending[MIB:], MIB)
+        second = client.patch_chunk(first.headers["Location"], scope, pending[MIB:], MIB)
         pending_digest = "sha256:" + hashlib.sha256(pending).hexdigest()
         done = client.request(
             "PUT", second.headers["Location"], scope, params={"digest": pending_digest}
@@ -285,45 +359,6 @@ def test_replicas_behind_the_proxy(
             assert metric(url, "lading_gc_runs_total", 'outcome="failed"') == 0, url
 
 
-def _manifest(
-    config_digest: str, config: bytes, layer_digest: str, layer: bytes
-) -> dict[str, object]:
-    return {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": layer_digest,
-                "size": len(layer),
-            }
-        ],
-    }
-
-
-def _patch(
-    client: RegistryClient, location: str, scope: str, chunk: bytes, offset: int
-) -> httpx.Response:
-    response = client.request(
-        "PATCH",
-        location,
-        scope,
-        content=chunk,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-        },
-    )
-    assert response.status_code == 202, response.text
-    assert response.headers["Range"] == f"0-{offset + len(chunk) - 1}"
-    return response
-
-
 def _chunked_upload(
     client: RegistryClient, name: str, data: bytes, chunk: int
 ) -> tuple[str, list[tuple[str, str]]]:
@@ -337,7 +372,7 @@ def _chunked_upload(
     steps = [("POST", start.headers["X-Request-ID"])]
     location = start.headers["Location"]
     for offset in range(0, len(data), chunk):
-        patch = _patch(client, location, scope, data[offset : offset + chunk], offset)
+        patch = client.patch_chunk(location, scope, data[offset : offset + chunk], offset)
         steps.append(("PATCH", patch.headers["X-Request-ID"]))
         location = patch.headers["Location"]
     digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,8 +1,9 @@
 """A Docker engine for end-to-end tests: ``DOCKER_HOST`` when it answers, else our own dockerd.
 
 Our own daemon keeps everything under one short ``/tmp`` directory (unix socket paths are
-limited to about 108 bytes, and containerd nests its sockets under the exec root), uses the
-``vfs`` storage driver (no overlay mounts needed), no iptables and no bridge. Docker allows
+limited to about 108 bytes, and containerd nests its sockets under the exec root), and by
+default uses the ``vfs`` storage driver (no overlay mounts needed), no iptables and no
+bridge; ``tests/deploy`` asks it for overlay2, a persistent data root and a bridge. Docker allows
 plain-HTTP registries on 127.0.0.0/8 by default, so no ``insecure-registries`` setting.
 """
 
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,8 @@ class DockerEngine:
         return self.run(*args, timeout=timeout).stdout.strip()
 
 
-def _server_version(host: str, config_dir: Path) -> str | None:
+def server_version(host: str, config_dir: Path) -> str | None:
+    """The daemon's version at ``host``, or None when it does not answer."""
     env = {**os.environ, "DOCKER_HOST": host, "DOCKER_CONFIG": str(config_dir)}
     env.pop("DOCKER_CONTEXT", None)
     try:
@@ -96,7 +98,8 @@ def _server_version(host: str, config_dir: Path) -> str | None:
     return version if result.returncode == 0 and version else None
 
 
-def _ping(socket_path: Path) -> bool:
+def ping(socket_path: Path) -> bool:
+    """Whether a daemon answers ``/_ping`` on the unix socket ``socket_path``."""
     if not socket_path.exists():
         return False
     transport = httpx.HTTPTransport(uds=str(socket_path))
@@ -107,12 +110,43 @@ def _ping(socket_path: Path) -> bool:
         return False
 
 
+def overlay_or_vfs(scratch: Path) -> str:
+    """``overlay2`` if an overlay mount works under ``scratch`` (root, kernel), else ``vfs``."""
+    dirs = [scratch / "ovl" / part for part in ("lower", "upper", "work", "merged")]
+    for path in dirs:
+        path.mkdir(parents=True)
+    options = f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}"
+    try:
+        mount = ["mount", "-t", "overlay", "overlay", "-o", options, str(dirs[3])]
+        if subprocess.run(mount, capture_output=True, timeout=30, check=False).returncode != 0:
+            return "vfs"
+        subprocess.run(["umount", str(dirs[3])], capture_output=True, timeout=30, check=False)
+        return "overlay2"
+    finally:
+        shutil.rmtree(scratch / "ovl", ignore_errors=True)
+
+
 @contextmanager
-def own_dockerd(ready_timeout: float = 90.0) -> Iterator[DockerEngine]:
-    """Start a private dockerd, yield an engine for it, stop it by PID afterwards."""
+def own_dockerd(
+    ready_timeout: float = 90.0,
+    *,
+    storage_driver: str = "vfs",
+    data_root: Path | None = None,
+    bridge: str | None = None,
+    extra_args: Sequence[str] = (),
+    stop_timeout: float = 40.0,
+) -> Iterator[DockerEngine]:
+    """Start a private dockerd, yield an engine for it, stop it by PID afterwards.
+
+    Without ``bridge`` containers get no network (no iptables rules, no bridge); with it,
+    dockerd attaches containers to that existing bridge and sets up NAT and port publishing.
+    ``data_root`` (default: a temporary directory) lets images outlive the daemon.
+    """
     dockerd = require_tool("dockerd", "docker.io")
     require_tool("containerd", "containerd")
     require_tool("runc", "runc")
+    if bridge is not None:
+        require_tool("iptables", "iptables")
     if os.geteuid() != 0:
         unavailable("starting a private dockerd needs root (or set DOCKER_HOST)")
     base = Path(tempfile.mkdtemp(prefix="ldk", dir="/tmp"))
@@ -122,32 +156,34 @@ def own_dockerd(ready_timeout: float = 90.0) -> Iterator[DockerEngine]:
     (base / "cli").mkdir()
     cmd = [
         dockerd,
-        "--storage-driver=vfs",
-        f"--data-root={base / 'data'}",
+        f"--storage-driver={storage_driver}",
+        f"--data-root={data_root or base / 'data'}",
         f"--exec-root={exec_root}",
         f"--pidfile={base / 'docker.pid'}",
         f"-H=unix://{socket_path}",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--bridge=none",
     ]
+    if bridge is None:
+        cmd += ["--iptables=false", "--ip6tables=false", "--bridge=none"]
+    else:
+        cmd.append(f"--bridge={bridge}")
+    cmd += extra_args
     log_path = base / "dockerd.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + ready_timeout
-        while not _ping(socket_path):
+        while not ping(socket_path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-4000:]
                 raise DockerError(f"dockerd did not start (exit {proc.poll()}):\n{tail}")
             time.sleep(0.2)
         host = f"unix://{socket_path}"
         engine = DockerEngine(host, base / "cli", owned_pid=proc.pid, base_dir=base)
-        engine.server_version = _server_version(host, engine.config_dir) or "unknown"
+        engine.server_version = server_version(host, engine.config_dir) or "unknown"
         yield engine
     finally:
         # dockerd stops its containerd on SIGTERM; leftovers are killed by PID.
-        stop_process(proc, term_timeout=40.0)
+        stop_process(proc, term_timeout=stop_timeout)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -159,7 +195,7 @@ def docker_engine(config_parent: Path) -> Iterator[DockerEngine]:
     if host:
         config_dir = config_parent / "docker-cli"
         config_dir.mkdir(parents=True, exist_ok=True)
-        version = _server_version(host, config_dir)
+        version = server_version(host, config_dir)
         if version is not None:
             yield DockerEngine(host, config_dir, server_version=version)
             return

@@ -221,6 +221,8 @@ def start_lading(
     raise AssertionError("unreachable")
 
 
+# Shared with bench/servers.py, so tests and benchmarks run the reference alike: the
+# stock config's nosniff header, no redirects, a short drain so it stops quickly.
 REFERENCE_CONFIG = """\
 version: 0.1
 log:
@@ -234,8 +236,13 @@ storage:
     enabled: true
   cache:
     blobdescriptor: inmemory
+  redirect:
+    disable: true
 http:
   addr: 127.0.0.1:{port}
+  draintimeout: 2s
+  headers:
+    X-Content-Type-Options: [nosniff]
 """
 
 
