@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db.group_commit import GroupCommitter
@@ -41,11 +42,33 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _postgres_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # A pre-ping costs two round trips (BEGIN, SELECT 1) per checkout. An idle
+        # connection receives nothing unless the server ended it (restart, idle
+        # timeout): a readable socket means the connection is dead, and the pool
+        # replaces it. Costs one poll() and no round trip.
+        if dbapi_connection.closed:
+            raise DisconnectionError("connection closed")
+        try:
+            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+        except (OSError, ValueError) as exc:
+            raise DisconnectionError(str(exc)) from exc
+        if readable:
+            raise DisconnectionError("server ended the connection")
+
+
 log = logging.getLogger("lading.db")
 
 # deadlock_detected, serialization_failure
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_READ_ATTEMPTS = 3
 T = TypeVar("T")
+
+
+class _ConnectionLost(Exception):
+    """A read failed because its connection is closed (the server ended it)."""
 
 
 class QuickReadUnavailable(Exception):
@@ -72,8 +95,9 @@ class Database:
             # PostgreSQL's default max_connections (100).
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 8
-            kwargs["pool_pre_ping"] = True
         self.engine = create_engine(url, **kwargs)
+        if self.dialect == "postgresql":
+            _postgres_setup(self.engine)
         self._write_engine: Engine = self.engine
         self._thread_lock = threading.Lock()
         self._local = threading.local()
@@ -229,10 +253,30 @@ class Database:
         return self._raw(sql, params, one=False)
 
     def _raw(self, sql: str, params: Mapping[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
-        if self.dialect != "sqlite":
-            sql = to_pyformat(sql)
+        if self.dialect == "sqlite":
+            return self._raw_once(sql, params, one=one, autocommit=False)
+        sql = to_pyformat(sql)
+        # One statement needs no transaction: in autocommit mode it is one round
+        # trip instead of three (BEGIN, query, ROLLBACK).
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return self._raw_once(sql, params, one=one, autocommit=True)
+            except _ConnectionLost as lost:
+                # The server ended the connection between our checks: reads are safe
+                # to retry on another one.
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise lost.__cause__ or lost from None
+                log.info("database connection lost during a read: retrying")
+        raise AssertionError("unreachable")
+
+    def _raw_once(
+        self, sql: str, params: Mapping[str, Any], *, one: bool, autocommit: bool
+    ) -> list[tuple[Any, ...]]:
         conn = self.engine.raw_connection()
+        driver: Any = conn.driver_connection
         try:
+            if autocommit:
+                driver.autocommit = True
             cursor = conn.cursor()
             try:
                 cursor.execute(sql, params)
@@ -243,9 +287,18 @@ class Database:
                     rows = [tuple(r) for r in cursor.fetchall()]
             finally:
                 cursor.close()
-            if self.dialect != "sqlite":
-                conn.rollback()  # end the implicit read transaction
+        except Exception as exc:
+            if autocommit and driver.closed:
+                conn.invalidate(exc)
+                raise _ConnectionLost(str(exc)) from exc
+            raise
         finally:
+            if autocommit and not driver.closed:
+                # The pool's other users expect transactions.
+                try:
+                    driver.autocommit = False
+                except Exception as exc:
+                    conn.invalidate(exc)
             conn.close()
         return rows
 
