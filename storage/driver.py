@@ -41,6 +41,14 @@ class UploadStateInvalid(StorageError):
     """An upload state does not describe a live upload of this driver."""
 
 
+class ObjectTooLarge(StorageError):
+    """An upload would grow past the largest object this backend can store.
+
+    A limit, not an outage: retrying cannot help. The message says what the
+    limit is and which setting raises it.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
@@ -51,7 +59,12 @@ class UploadWriter(Protocol):
     """Appends bytes to one resumable upload within one request."""
 
     def write(self, data: bytes) -> None:
-        """Append ``data``. Not durable until :meth:`close` returns."""
+        """Append ``data``. Not durable until :meth:`close` returns.
+
+        Raises :class:`ObjectTooLarge`, before storing any byte of ``data``, when
+        the upload would exceed the backend's largest object; the last durable
+        state stays valid.
+        """
 
     def close(self, final: bool = False) -> UploadState:
         """Make every written byte durable and return the new state.

@@ -253,7 +253,7 @@ class S3Driver(S3Base):
                 )
             with self._errors(f"complete upload {token.upload_id}"):
                 try:
-                    self._client.complete_multipart_upload(
+                    self._complete_client.complete_multipart_upload(
                         Bucket=self.config.bucket,
                         Key=blob,
                         UploadId=token.mpu,
@@ -265,8 +265,10 @@ class S3Driver(S3Base):
                             f"upload parts do not match the state: {exc}"
                         ) from exc
                     raise
-        except UploadStateInvalid:
-            # A retried commit whose first attempt completed finds the object in place.
+        except (UploadStateInvalid, StorageUnavailable):
+            # A completion whose answer was lost (timeout, dropped connection) may
+            # have succeeded; its retry, or a retried commit, then finds the upload
+            # gone. The object under this upload's own key tells.
             with contextlib.suppress(StorageError):
                 if self.stat(f"{BLOBS}/{token.upload_id}").size == token.size:
                     return

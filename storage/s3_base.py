@@ -35,7 +35,7 @@ from storage.driver import (
     UploadStateInvalid,
 )
 from storage.keys import check_key, check_prefix
-from storage.s3_parts import check_part_size
+from storage.s3_parts import BufferPool, PartBody, check_max_parts, check_part_size
 from storage.s3_uploads import new_tail_name
 
 if TYPE_CHECKING:
@@ -66,17 +66,25 @@ class S3Config:
     redirect: bool = False
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    # CompleteMultipartUpload only: servers that assemble the object before they
+    # answer (rclone writes it to disk) can take minutes for a large blob.
+    complete_timeout: float = 600.0
     max_retries: int = 4
     # Every part of an upload has this size (the last may be shorter), and reads
     # fetch ranges of this size; at most max_concurrency of either per request.
     part_size: int = 8 * 1024 * 1024
     max_concurrency: int = 4
     max_pool_connections: int = 64
+    # S3 allows 10,000 parts per upload; some stores fewer (Scaleway: 1,000).
+    max_parts: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ValueError("S3Config.bucket is required")
         check_part_size(self.part_size)
+        check_max_parts(self.max_parts)
+        if self.complete_timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError("S3Config timeouts must be positive")
         if not 1 <= self.max_concurrency <= self.max_pool_connections:
             raise ValueError(
                 "S3Config.max_concurrency must be between 1 and max_pool_connections "
@@ -105,6 +113,12 @@ class S3Base:
         self._client: S3Client = session.client(
             "s3", endpoint_url=config.endpoint_url, config=self._botocore_config(retries=True)
         )
+        # botocore has no per-call read timeout, hence a client for completions.
+        self._complete_client: S3Client = session.client(
+            "s3",
+            endpoint_url=config.endpoint_url,
+            config=self._botocore_config(retries=True, read_timeout=config.complete_timeout),
+        )
         # check() must fail fast rather than back off through retries.
         self._check_client: S3Client = session.client(
             "s3", endpoint_url=config.endpoint_url, config=self._botocore_config(retries=False)
@@ -114,12 +128,14 @@ class S3Base:
         self.executor = ThreadPoolExecutor(
             max_workers=config.max_pool_connections, thread_name_prefix="s3-transfer"
         )
+        # Enough idle buffers for one request's parts; more requests allocate more.
+        self.buffers = BufferPool(config.part_size, keep=config.max_concurrency + 1)
 
-    def _botocore_config(self, *, retries: bool) -> Config:
+    def _botocore_config(self, *, retries: bool, read_timeout: float | None = None) -> Config:
         c = self.config
         return Config(
             connect_timeout=c.connect_timeout if retries else min(c.connect_timeout, 3.0),
-            read_timeout=c.read_timeout if retries else min(c.read_timeout, 10.0),
+            read_timeout=read_timeout or (c.read_timeout if retries else min(c.read_timeout, 10.0)),
             retries={"total_max_attempts": c.max_retries + 1 if retries else 1, "mode": "standard"},
             s3={"addressing_style": "path" if c.path_style else "auto"},
             signature_version="s3v4",
@@ -237,7 +253,7 @@ class S3Base:
             )
         return response["UploadId"]
 
-    def upload_part(self, upload_id: str, mpu: str, number: int, body: bytes) -> str:
+    def upload_part(self, upload_id: str, mpu: str, number: int, body: bytes | bytearray) -> str:
         with self._errors(f"upload {upload_id} part {number}"):
             try:
                 response = self._client.upload_part(
@@ -245,7 +261,7 @@ class S3Base:
                     Key=self._blob_key(upload_id),
                     UploadId=mpu,
                     PartNumber=number,
-                    Body=body,
+                    Body=PartBody(body),  # type: ignore[arg-type]
                 )
             except ClientError as exc:
                 if error_code(exc) == "NotImplemented":

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage.driver import StorageError, UploadState, UploadStateInvalid
 from storage.keys import check_upload_id
-from storage.s3_parts import MAX_PARTS, Part, PartPipeline, UploadTooLarge, max_blob_size
+from storage.s3_parts import Part, PartPipeline, UploadTooLarge, max_blob_size
 
 if TYPE_CHECKING:
     from storage.s3_base import S3Base
@@ -76,8 +76,8 @@ class UploadToken:
 class S3UploadWriter:
     """Sends every full part at once, up to ``max_concurrency`` parts in flight.
 
-    Memory per writer: the part being filled plus the parts in flight. Parts
-    all have the upload's part size: the size of its first part, or the
+    Memory per writer: the part buffer being filled plus the parts in flight.
+    Parts all have the upload's part size: the size of its first part, or the
     configured size for an upload that has none yet.
     """
 
@@ -91,64 +91,90 @@ class S3UploadWriter:
         self._next_number = len(token.parts) + 1
         # Bytes the parts still free may hold; parts of old states may differ in size.
         used = sum(p.size for p in token.parts)
-        self._room = used + (MAX_PARTS - len(token.parts)) * self._part_size - token.size
+        free_parts = driver.config.max_parts - len(token.parts)
+        self._room = used + free_parts * self._part_size - token.size
         self._pipeline = PartPipeline(
             driver.executor, self._send_part, driver.config.max_concurrency
         )
         # The tail comes first: the next part is tail + new bytes.
         tail = driver.read_internal(token.tail, token.tail_size)
-        self._pending: list[bytes | memoryview] = [tail] if tail else []
-        self._pending_size = len(tail)
+        self._buffer: bytearray | None = None
+        self._filled = 0
+        if tail:
+            self._take_buffer()[: len(tail)] = tail
+            self._filled = len(tail)
         self._dirty = False
         self._closed = False
+
+    def _take_buffer(self) -> bytearray:
+        if self._buffer is None:
+            pool = self._driver.buffers
+            # An upload started with another part size than configured has no pool.
+            same = pool.size == self._part_size
+            self._buffer = pool.take() if same else bytearray(self._part_size)
+        return self._buffer
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("write to a closed upload writer")
         if not data:
             return
-        if not isinstance(data, bytes):
-            data = bytes(data)  # parts keep views of it until they are sent
         if len(data) > self._room:
+            limit = self._driver.config.max_parts
             raise UploadTooLarge(
-                f"upload exceeds the S3 limit of {MAX_PARTS} parts of {self._part_size} bytes "
-                f"(at most {max_blob_size(self._part_size)} bytes per blob); "
+                f"upload exceeds the S3 limit of {limit} parts of {self._part_size} bytes "
+                f"(at most {max_blob_size(self._part_size, limit)} bytes per blob); "
                 "a larger s3_part_size allows larger blobs"
             )
         self._room -= len(data)
         self._dirty = True
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
         while view:
-            take = min(self._part_size - self._pending_size, len(view))
-            self._pending.append(view[:take])
-            self._pending_size += take
+            buffer = self._take_buffer()
+            take = min(self._part_size - self._filled, len(view))
+            buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
             view = view[take:]
-            if self._pending_size == self._part_size:
+            if self._filled == self._part_size:
                 self._submit_part()
 
     def _submit_part(self) -> None:
         if self._mpu is None:
             self._mpu = self._driver.create_multipart(self._base.upload_id)
-        body = b"".join(self._pending)  # the one copy a part needs
-        self._pending, self._pending_size = [], 0
+        assert self._buffer is not None
+        body, self._buffer, self._filled = self._buffer, None, 0
         self._pipeline.submit(self._next_number, body)
         self._next_number += 1
 
-    def _send_part(self, number: int, body: bytes) -> str:
+    def _send_part(self, number: int, body: bytearray) -> str:
         assert self._mpu is not None
-        return self._driver.upload_part(self._base.upload_id, self._mpu, number, body)
+        try:
+            return self._driver.upload_part(self._base.upload_id, self._mpu, number, body)
+        finally:
+            # botocore is done with the bytes once the call returns, retries included.
+            self._driver.buffers.give(body)
+
+    def _drop_buffer(self, *, keep_bytes: bool = False) -> bytes:
+        """Give the part buffer back to the pool; with ``keep_bytes``, copy what it held."""
+        buffer, filled = self._buffer, self._filled
+        self._buffer, self._filled = None, 0
+        if buffer is None:
+            return b""
+        pending = bytes(memoryview(buffer)[:filled]) if keep_bytes else b""
+        self._driver.buffers.give(buffer)
+        return pending
 
     def close(self, final: bool = False) -> UploadState:
         if self._closed:
             raise ValueError("upload writer already closed")
         self._closed = True
         if not self._dirty:
+            self._drop_buffer()
             return self._base.state()
         try:
             # Every part must be in S3 before the state that names it is returned.
             parts = self._base.parts + tuple(self._pipeline.drain())
-            tail_bytes = b"".join(self._pending)
-            self._pending, self._pending_size = [], 0
+            tail_bytes = self._drop_buffer(keep_bytes=True)
             if not tail_bytes and self._base.tail_size == 0:
                 # Tails never change once written: an empty one can serve again,
                 # which saves a PUT and a DELETE per PATCH of whole parts.
@@ -168,7 +194,7 @@ class S3UploadWriter:
         # Parts already sent stay unrecorded (Complete will not use them). Every part
         # handed over is let finish, so none lands after a later writer resent its number.
         self._closed = True
-        self._pending, self._pending_size = [], 0
+        self._drop_buffer()
         self._pipeline.cancel(drop_queued=False)
 
 
