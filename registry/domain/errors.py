@@ -39,6 +39,7 @@ PAGINATION_NUMBER_INVALID = ErrorCode(
     "PAGINATION_NUMBER_INVALID", "invalid number of results requested", 400
 )
 MANIFEST_TOO_LARGE = ErrorCode("SIZE_INVALID", "manifest exceeds the size limit", 413)
+BLOB_TOO_LARGE = ErrorCode("SIZE_INVALID", "blob exceeds the storage backend's size limit", 413)
 UNAVAILABLE = ErrorCode("UNAVAILABLE", "service unavailable", 503)
 INTERNAL = ErrorCode("UNKNOWN", "unknown error", 500)
 NOT_FOUND = ErrorCode("NOT_FOUND", "not found", 404)

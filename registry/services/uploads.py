@@ -18,6 +18,7 @@ from registry.db.engine import Database
 from registry.db.raw import RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
+    BLOB_TOO_LARGE,
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
     RANGE_INVALID,
@@ -29,6 +30,7 @@ from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
 from storage.driver import (
     Driver,
+    ObjectTooLarge,
     StorageError,
     StorageUnavailable,
     UploadState,
@@ -129,6 +131,9 @@ def _expiry(tx: RawTx, seconds: float = LEASE_SECONDS) -> object:
 
 
 def _unavailable(exc: StorageError) -> RegistryError:
+    if isinstance(exc, ObjectTooLarge):
+        # A limit of the backend, not an outage: a retry cannot help.
+        return RegistryError(BLOB_TOO_LARGE, str(exc))
     return RegistryError(UNAVAILABLE, f"storage error: {exc}")
 
 
