@@ -64,6 +64,8 @@ def build_driver(settings: Settings) -> Driver:
                 redirect=settings.s3_redirect,
                 part_size=settings.s3_part_size,
                 max_concurrency=settings.s3_max_concurrency,
+                max_parts=settings.s3_max_parts,
+                complete_timeout=settings.s3_complete_timeout,
             )
         )
         return driver

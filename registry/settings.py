@@ -51,11 +51,17 @@ class Settings(BaseModel):
     s3_secret_key: str | None = None
     s3_redirect: bool = False
     # Bytes per multipart part (every part but the last has this size, as R2 requires)
-    # and per ranged read; the largest blob is 10,000 parts. 5 MiB..5 GiB.
+    # and per ranged read; the largest blob is s3_max_parts parts. 5 MiB..5 GiB.
     s3_part_size: int = 8 * _MiB
     # Parts (or read ranges) one request transfers at once; memory per request is
     # about (s3_max_concurrency + 1) * s3_part_size.
     s3_max_concurrency: int = Field(4, ge=1, le=64)
+    # Most parts one multipart upload may have: S3's 10,000, fewer for stores with a
+    # lower limit (Scaleway: 1,000). Larger blobs answer 413.
+    s3_max_parts: int = Field(10_000, ge=1, le=10_000)
+    # Seconds to wait for CompleteMultipartUpload: stores that assemble the object before
+    # answering (rclone writes it to disk, about 6 s per GiB here) outlast the 60 s read timeout.
+    s3_complete_timeout: float = Field(600.0, gt=0)
 
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(10000, ge=1)
