@@ -273,3 +273,50 @@ def test_512mib_chunked_push_keeps_rss_low(
     assert s3.upload_leftovers() == []
     server.stop()
     rclone_s3.delete_bucket(s3.bucket)
+
+
+def test_blob_over_the_part_limit_answers_413(
+    s3: S3Target, s3_lading: Callable[..., RegistryServer]
+) -> None:
+    """Past s3_part_size * s3_max_parts a push answers 413 SIZE_INVALID and loses nothing.
+
+    Two parts of 5 MiB make a 10 MiB limit, so the test crosses it with little data.
+    """
+    repo = "s3e2e/limit"
+    data = random.Random(9).randbytes(11 * MiB)
+    server = s3_lading(LADING_S3_PART_SIZE=str(5 * MiB), LADING_S3_MAX_PARTS="2")
+    with server.client(timeout=120) as client:
+        url = start_upload(client, repo)
+        url = patch(client, url, 0, data[: 6 * MiB])
+        refused = client.patch(
+            url,
+            content=data[6 * MiB :],
+            headers={"Content-Range": f"{6 * MiB}-{len(data) - 1}"},
+        )
+        assert refused.status_code == 413, refused.text[:500]
+        error = refused.json()["errors"][0]
+        assert error["code"] == "SIZE_INVALID", error
+        assert f"2 parts of {5 * MiB} bytes (at most {10 * MiB} bytes" in error["message"], error
+        assert "s3_part_size" in error["message"], error
+        # The acknowledged 6 MiB are intact: the upload can still end with them.
+        status = client.get(url)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == f"0-{6 * MiB - 1}"
+        done = finish(client, url, sha256(data[: 6 * MiB]))
+        assert done.status_code == 201, done.text
+        assert blob_bytes(client, repo, sha256(data[: 6 * MiB])) == data[: 6 * MiB]
+
+        # A single-request push over the limit is refused the same way, and leaves nothing.
+        whole = client.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(data)}, content=data
+        )
+        assert whole.status_code == 413, whole.text[:500]
+        assert whole.json()["errors"][0]["code"] == "SIZE_INVALID"
+        assert client.head(f"/v2/{repo}/blobs/{sha256(data)}").status_code == 404
+        # Exactly at the limit is fine.
+        exact = data[: 10 * MiB]
+        pushed = client.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(exact)}, content=exact
+        )
+        assert pushed.status_code == 201, pushed.text[:500]
+    assert s3.upload_leftovers() == []

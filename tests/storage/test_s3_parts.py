@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from s3servers import TEST_PART_SIZE, S3Server, fresh_bucket, s3_driver_for
 
-from storage.driver import StorageUnavailable
+from storage.driver import ObjectTooLarge, StorageUnavailable
 from storage.s3 import S3Config, S3Driver
 from storage.s3_parts import (
     MAX_PARTS,
@@ -199,10 +199,32 @@ def test_part_limit_is_a_clear_error(server: S3Server, bucket: str) -> None:
     near_limit = UploadToken("limit", "never-created", parts, started.tail, 0).state()
     writer = s3.resume_upload(near_limit)
     message = rf"10000 parts of {TEST_PART_SIZE} bytes \(at most {max_blob_size(TEST_PART_SIZE)}"
-    with pytest.raises(UploadTooLarge, match=message):
+    with pytest.raises(UploadTooLarge, match=message) as raised:
         writer.write(bytes(TEST_PART_SIZE + 1))
+    # The registry sees the contract's error, whatever the driver.
+    assert isinstance(raised.value, ObjectTooLarge)
     writer.abandon()
     s3.abort_upload(near_limit)
+
+
+def test_configured_part_limit_keeps_the_durable_state(server: S3Server, bucket: str) -> None:
+    """With max_parts=2 the limit is two parts; the write that crosses it stores nothing."""
+    s3 = s3_driver_for(server, bucket, max_parts=2)
+    data = os.urandom(2 * TEST_PART_SIZE)
+    writer = s3.resume_upload(s3.start_upload("two"))
+    writer.write(data[: TEST_PART_SIZE + 5])
+    state = writer.close()
+    writer = s3.resume_upload(state)
+    writer.write(data[TEST_PART_SIZE + 5 :])
+    with pytest.raises(ObjectTooLarge, match=rf"2 parts of {TEST_PART_SIZE} bytes"):
+        writer.write(b"x")
+    writer.abandon()
+    # The state of the last close still describes the upload, which commits intact.
+    writer = s3.resume_upload(state)
+    writer.write(data[TEST_PART_SIZE + 5 :])
+    stored = s3.commit_upload(writer.close(final=True), "blobs/two")
+    assert s3.get(stored) == data
+    s3.delete(stored)
 
 
 def test_abandon_waits_for_parts_in_flight(server: S3Server, bucket: str) -> None:
@@ -251,4 +273,8 @@ def test_config_bounds() -> None:
         S3Config(bucket="b", max_concurrency=0)
     with pytest.raises(ValueError, match="max_concurrency"):
         S3Config(bucket="b", max_concurrency=65)
+    with pytest.raises(ValueError, match="max parts must be between 1 and 10000"):
+        S3Config(bucket="b", max_parts=10_001)
+    with pytest.raises(ValueError, match="timeouts must be positive"):
+        S3Config(bucket="b", complete_timeout=0)
     S3Driver(S3Config(bucket="b", max_concurrency=64))

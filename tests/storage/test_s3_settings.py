@@ -1,4 +1,5 @@
-"""s3_part_size and s3_max_concurrency: defaults, YAML, LADING_S3_* variables, bounds."""
+"""s3_part_size, s3_max_concurrency, s3_max_parts, s3_complete_timeout: defaults, YAML,
+LADING_S3_* variables, bounds."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def test_defaults() -> None:
     settings = load_settings(environ={})
     assert settings.s3_part_size == 8 * MiB
     assert settings.s3_max_concurrency == 4
+    assert settings.s3_max_parts == 10_000
+    assert settings.s3_complete_timeout == 600.0
 
 
 def test_yaml_then_environment(tmp_path: Path) -> None:
@@ -37,6 +40,9 @@ def test_yaml_then_environment(tmp_path: Path) -> None:
         ("LADING_S3_PART_SIZE", "8MiB", r"s3_part_size: .*integer"),
         ("LADING_S3_MAX_CONCURRENCY", "0", r"s3_max_concurrency: .*greater than or equal to 1"),
         ("LADING_S3_MAX_CONCURRENCY", "65", r"s3_max_concurrency: .*less than or equal to 64"),
+        ("LADING_S3_MAX_PARTS", "0", r"s3_max_parts: .*greater than or equal to 1"),
+        ("LADING_S3_MAX_PARTS", "10001", r"s3_max_parts: .*less than or equal to 10000"),
+        ("LADING_S3_COMPLETE_TIMEOUT", "0", r"s3_complete_timeout: .*greater than 0"),
     ],
 )
 def test_bad_values_are_clear_errors(variable: str, value: str, message: str) -> None:
@@ -52,8 +58,11 @@ def test_driver_gets_the_settings() -> None:
             "LADING_S3_ENDPOINT_URL": "http://127.0.0.1:1",
             "LADING_S3_PART_SIZE": str(5 * MiB),
             "LADING_S3_MAX_CONCURRENCY": "7",
+            "LADING_S3_MAX_PARTS": "1000",
+            "LADING_S3_COMPLETE_TIMEOUT": "1800",
         }
     )
     driver = build_driver(settings)
     assert isinstance(driver, S3Driver)
     assert (driver.config.part_size, driver.config.max_concurrency) == (5 * MiB, 7)
+    assert (driver.config.max_parts, driver.config.complete_timeout) == (1000, 1800.0)
