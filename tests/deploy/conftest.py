@@ -41,6 +41,7 @@ def compose(
     stack.log(f"base images ready in {time.monotonic() - started:.0f}s")
     work = tmp_path_factory.mktemp("compose")
     compose_file = stack.build_context(work / "ctx")
+    stack.plant_secrets(work / "ctx")
     override = work / "ctx" / "test-override.yml"
     override.write_text(
         'services:\n  lading:\n    build:\n      args:\n        PIP_NO_INDEX: "1"\n'

@@ -38,6 +38,8 @@ PYTHON_IMAGE = "lading-test/python-base:bookworm"
 POSTGRES_BASE_IMAGE = "lading-test/postgres-base:bookworm"
 POSTGRES_IMAGE = "lading-test/postgres:15"
 NGINX_IMAGE = "lading-test/nginx:upstream"
+# Planted in the build context as a secret would be (plant_secrets); never in the image.
+SECRET_MARKER = "lading-test-secret-7f3c9a1e5b"
 # The administrator the test env file creates (its password: Compose.env["ADMIN_PASSWORD"]).
 ADMIN = "admin"
 _PACKAGES = {
@@ -274,6 +276,18 @@ def build_context(dest: Path) -> Path:
     _copy_tree(dest)
     shutil.copytree(wheelhouse(), dest / "wheelhouse", ignore=shutil.ignore_patterns(".complete"))
     return dest / "docker-compose.yml"
+
+
+def plant_secrets(context: Path) -> None:
+    """What a user's checkout holds beside the shipped files: an env file and a TLS key.
+
+    Both contain ``SECRET_MARKER``, which must not end up in any layer of the image.
+    """
+    (context / "deploy" / "lading.env").write_text(
+        f"POSTGRES_PASSWORD={SECRET_MARKER}\nLADING_AUTH_ADMIN_PASSWORD={SECRET_MARKER}\n"
+    )
+    (context / "deploy" / "tls").mkdir(exist_ok=True)
+    (context / "deploy" / "tls" / "privkey.pem").write_text(f"{SECRET_MARKER}\n")
 
 
 # --- compose -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def test_compose_stack_push_pull_persist(
 
     # The container runs as the unprivileged user, with the JSON logs the image enables.
     assert engine.out("exec", ids[0], "id", "-u") == "10001"
+    _image_is_lean_and_secret_free(engine, compose.env["LADING_IMAGE"], ids[0])
     client = RegistryClient(url, stack.ADMIN, password)
     auth_on = client.auth_enabled()
 
@@ -62,8 +64,12 @@ def test_compose_stack_push_pull_persist(
     stack.log(f"pushed in {time.monotonic() - started:.1f}s (auth {'on' if auth_on else 'off'})")
     assert client.tags("team/hello") == ["v1", "v2"]
 
-    # Admin cleanup through the registry API: delete one tag.
-    client.delete_tag("team/hello", "v2")
+    # Admin cleanup through the admin API as the env file's admin: a tag, then a GC pass.
+    with httpx.Client(base_url=f"{url}/admin/v1", auth=(stack.ADMIN, password)) as admin:
+        assert admin.delete("/repositories/team/hello/-/tags/v2").status_code == 200
+        gc_run = admin.post("/gc/runs", json={"wait": True}, timeout=120)
+        assert gc_run.status_code == 200, gc_run.text
+        assert gc_run.json()["status"] == "ok"
     assert client.tags("team/hello") == ["v1"]
 
     engine.run("image", "rm", f"{ref}:v1", f"{ref}:v2")
@@ -119,3 +125,46 @@ def test_two_replicas_share_state(compose: stack.Compose) -> None:
         assert clients[0].tags("scale/app") == clients[1].tags("scale/app") == ["v1"]
     finally:
         compose.env["LADING_HTTP_PORT"] = str(free_port())
+
+
+SECRET_SETTINGS = {
+    "LADING_AUTH_ADMIN_PASSWORD",
+    "LADING_S3_ACCESS_KEY",
+    "LADING_S3_SECRET_KEY",
+    "LADING_ADMIN_TOKEN",
+    "LADING_DATABASE_URL",
+    "POSTGRES_PASSWORD",
+}
+
+
+def _image_is_lean_and_secret_free(engine: DockerEngine, image: str, container: str) -> None:
+    """Only the venv left the builder stage; no secret is in the image; the entrypoint
+    started the image's two uvicorn workers."""
+    assert engine.run("exec", container, "test", "-x", "/opt/lading/bin/lading").returncode == 0
+    for leftover in ("/src", "/wheels", "/usr/bin/gcc"):
+        assert engine.run("exec", container, "test", "-e", leftover, check=False).returncode == 1
+    env = json.loads(engine.out("image", "inspect", "-f", "{{json .Config.Env}}", image))
+    assert not {entry.split("=", 1)[0] for entry in env} & SECRET_SETTINGS, env
+    assert "LADING_WORKERS=2" in env
+    # The build context held an env file and a TLS key with a marker (conftest): no layer of
+    # the image may contain it.
+    assert not _saved_image_contains(engine, image, stack.SECRET_MARKER.encode())
+    # uvicorn's worker processes, seen from the host (the image has no ps).
+    processes = engine.out("top", container, "-eo", "pid,args")
+    workers = [line for line in processes.splitlines() if "spawn_main" in line]
+    assert len(workers) == 2, processes
+
+
+def _saved_image_contains(engine: DockerEngine, image: str, needle: bytes) -> bool:
+    """Whether ``docker save`` of ``image`` (every layer, uncompressed tar) holds ``needle``."""
+    with subprocess.Popen(
+        ["docker", "save", image], stdout=subprocess.PIPE, env=engine.env()
+    ) as saving:
+        assert saving.stdout is not None
+        tail = b""
+        found = False
+        while chunk := saving.stdout.read(1 << 20):
+            found = found or needle in tail + chunk
+            tail = chunk[-len(needle) :]
+    assert saving.returncode == 0
+    return found

@@ -96,16 +96,20 @@ def test_health_ready_and_request_ids(lading_server: RegistryServer) -> None:
 
 
 def test_readyz_reports_broken_storage(tmp_path: Path) -> None:
-    """Readiness fails (503 JSON) when storage is unusable; liveness does not."""
-    server = start_lading(tmp_path, env={"LADING_WORKERS": "1"})
+    """Readiness fails (503 JSON) when storage is unusable; liveness does not. The warning
+    logged while serving it carries the request's id, like every line of a request."""
+    server = start_lading(tmp_path, env={"LADING_WORKERS": "1", "LADING_LOG_FORMAT": "json"})
     try:
         storage = server.data_dir / "storage"
         with server.client() as client:
             assert client.get("/readyz").status_code == 200
             storage.rename(server.data_dir / "storage.moved")
             storage.write_bytes(b"not a directory")
-            not_ready = client.get("/readyz")
+            not_ready = client.get("/readyz", headers={"X-Request-ID": "ready-9"})
             assert not_ready.status_code == 503, not_ready.text
+            lines = [json.loads(line) for line in server.log_tail(100_000).splitlines() if line]
+            warnings = [e for e in lines if "readiness check storage" in str(e["message"])]
+            assert [e["request_id"] for e in warnings] == ["ready-9"], lines[-5:]
             body = not_ready.json()
             assert body == {
                 "status": "unavailable",
