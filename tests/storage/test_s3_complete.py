@@ -1,0 +1,99 @@
+"""CompleteMultipartUpload that takes long, or whose answer is lost (moto and rclone).
+
+A proxy between the driver and the real server holds the completion call
+(``delay_proxy``); the driver's ordinary read timeout is 1 s, so only the
+completion's own timeout (``complete_timeout``, setting ``s3_complete_timeout``)
+can let a slow completion succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from delay_proxy import DelayProxy
+from s3servers import TEST_PART_SIZE, S3Server, fresh_bucket, s3_driver_for
+
+from storage.driver import ObjectNotFound, StorageUnavailable, UploadState
+from storage.s3 import S3Driver
+
+DELAY = 2.5  # seconds the proxy holds a completion
+
+
+@pytest.fixture(params=["moto", "rclone"])
+def server(request: pytest.FixtureRequest) -> S3Server:
+    found: S3Server = request.getfixturevalue(f"{request.param}_server")
+    return found
+
+
+@pytest.fixture
+def bucket(server: S3Server) -> Iterator[str]:
+    name = fresh_bucket(server)
+    yield name
+    leftovers = server.leftovers(name)
+    server.delete_bucket(name)
+    assert leftovers == [], "test left objects or uploads behind"
+
+
+def _driver(server: S3Server, bucket: str, proxy: DelayProxy, **config: object) -> S3Driver:
+    return s3_driver_for(
+        server, bucket, endpoint_url=proxy.endpoint_url, read_timeout=1.0, **config
+    )
+
+
+def _two_part_upload(s3: S3Driver, upload_id: str, data: bytes) -> UploadState:
+    writer = s3.resume_upload(s3.start_upload(upload_id))
+    writer.write(data)
+    return writer.close(final=True)
+
+
+def test_slow_completion_is_awaited(server: S3Server, bucket: str) -> None:
+    proxy = DelayProxy(server.endpoint_url, delay=DELAY, hold="request")
+    try:
+        s3 = _driver(server, bucket, proxy, complete_timeout=DELAY + 10, max_retries=0)
+        data = os.urandom(TEST_PART_SIZE + 10)
+        state = _two_part_upload(s3, "slow", data)
+        started = time.monotonic()
+        stored = s3.commit_upload(state, "blobs/slow")
+        assert time.monotonic() - started >= DELAY
+        assert proxy.completions == 1
+        assert s3.get(stored) == data
+        s3.delete(stored)
+    finally:
+        proxy.close()
+
+
+def test_completion_longer_than_its_timeout_fails_clearly(server: S3Server, bucket: str) -> None:
+    """The same slow completion with a 1 s complete_timeout: the timeout is what waits."""
+    proxy = DelayProxy(server.endpoint_url, delay=DELAY, hold="request")
+    try:
+        s3 = _driver(server, bucket, proxy, complete_timeout=1.0, max_retries=0)
+        state = _two_part_upload(s3, "short", os.urandom(TEST_PART_SIZE + 10))
+        with pytest.raises(StorageUnavailable, match="timed out on complete upload short"):
+            s3.commit_upload(state, "blobs/short")
+    finally:
+        proxy.close()  # cuts the held request too: it never reaches the server
+    direct = s3_driver_for(server, bucket)
+    direct.abort_upload(state)
+    with contextlib.suppress(ObjectNotFound):
+        direct.delete("_blobs/short")  # had the held request got through after all
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_lost_completion_answer_is_confirmed(server: S3Server, bucket: str, retries: int) -> None:
+    """The server completed, the answer never came: a retry finds the upload gone, or
+    no retry is allowed; either way the object under the upload's key confirms it."""
+    proxy = DelayProxy(server.endpoint_url, delay=DELAY, hold="response", times=1)
+    try:
+        s3 = _driver(server, bucket, proxy, complete_timeout=1.0, max_retries=retries)
+        data = os.urandom(2 * TEST_PART_SIZE + 3)
+        state = _two_part_upload(s3, f"lost{retries}", data)
+        stored = s3.commit_upload(state, f"blobs/lost{retries}")
+        assert proxy.completions == (2 if retries else 1)
+        assert s3.get(stored) == data
+        s3.delete(stored)
+    finally:
+        proxy.close()
