@@ -9,7 +9,10 @@ tests/s3servers.py), then, against a fresh bucket of that server and in the same
   bytes (16 MiB PATCHes, then PUT ?digest=) and a pull of the blob.
 
 It prints MB/s, Lading/boto3 ratios (target >= 0.80) and Lading's peak RSS during a small
-and a full-size push and pull (it must not grow with the blob size). ``--repeat N``
+and a full-size push and pull (it must not grow with the blob size: at most
+RSS_GROWTH_LIMIT more for the full size). Each push is split in phases: sending the parts
+(Lading: the PATCHes, and the median wait between a PATCH's last byte and its 202) and
+completing (boto3: CompleteMultipartUpload; Lading: the PUT ?digest=). ``--repeat N``
 interleaves N rounds and reports medians. Everything it starts is stopped by PID.
 
 Fairness: both sides use the same part size (``--part-mib``, default 8 MiB, boto3's
@@ -32,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.httpc import BenchError, location_path, sync_conn, sync_request, with_digest
 from bench.servers import REPO_ROOT, ClientCpu, ProcSampler, Server, start_lading
-from bench.workloads import CHUNK, BigBlob, make_big_blob, pull, push_chunked, push_monolithic
+from bench.workloads import CHUNK, BigBlob, _upload_start, make_big_blob, pull, push_monolithic
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from s3servers import S3Server, start_moto, start_rclone
@@ -41,6 +45,8 @@ from s3servers import S3Server, start_moto, start_rclone
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 TARGET = 0.80
+# The full-size push or pull may peak at most this much above the small one.
+RSS_GROWTH_LIMIT = 32 * MiB
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "s3_latest.json"
 
 
@@ -121,9 +127,18 @@ def boto3_round(
         max_concurrency=threads,
     )
     key = f"boto3/{time.monotonic_ns()}"
+    # When boto3 starts CompleteMultipartUpload: the parts phase ends there.
+    marks: dict[str, float] = {}
+
+    def mark_complete(**_: Any) -> None:  # a value returned here would replace the call
+        marks.setdefault("complete", time.perf_counter())
+
+    client.meta.events.register("before-call.s3.CompleteMultipartUpload", mark_complete)
     settle()
+    started = time.perf_counter()
     with ClientCpu() as up:
         client.upload_fileobj(BlobReader(blob), bucket, key, Config=config)
+    complete_s = started + up.wall - marks.get("complete", started + up.wall)
     sink = Sink()
     settle()
     with ClientCpu() as down:
@@ -131,13 +146,60 @@ def boto3_round(
     if sink.size != blob.size:
         raise RuntimeError(f"boto3 downloaded {sink.size} bytes, expected {blob.size}")
     client.delete_object(Bucket=bucket, Key=key)
-    return {"push_mbs": blob.size / MiB / up.wall, "pull_mbs": blob.size / MiB / down.wall}
+    return {
+        "push_mbs": blob.size / MiB / up.wall,
+        "pull_mbs": blob.size / MiB / down.wall,
+        "parts_s": up.wall - complete_s,
+        "complete_s": complete_s,
+    }
+
+
+def push_phases(lading: Server, repo: str, blob: BigBlob, digest: str) -> dict[str, float]:
+    """A chunked push (16 MiB PATCHes, then PUT ?digest=), timed by phase."""
+    conn = sync_conn(lading.base, timeout=600)
+    waits: list[float] = []
+    try:
+        loc = _upload_start(conn, repo)
+        started = time.perf_counter()
+        offset = 0
+        for pre, rest in blob.chunks():
+            n = len(pre) + len(rest)
+            conn.putrequest("PATCH", location_path(loc), skip_accept_encoding=True)
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(n))
+            conn.putheader("Content-Range", f"{offset}-{offset + n - 1}")
+            conn.endheaders()
+            conn.send(pre)
+            conn.send(rest)
+            sent = time.perf_counter()
+            resp = conn.getresponse()
+            body = resp.read()
+            waits.append(time.perf_counter() - sent)
+            if resp.status != 202:
+                raise BenchError(f"PATCH at {offset}: {resp.status} {body[:200]!r}")
+            loc = resp.getheader("Location") or loc
+            offset += n
+        patched = time.perf_counter()
+        status, _, body = sync_request(
+            conn, "PUT", with_digest(loc, digest), {"Content-Length": "0"}, b""
+        )
+        if status != 201:
+            raise BenchError(f"PUT after PATCHes: {status} {body[:200]!r}")
+        done = time.perf_counter()
+    finally:
+        conn.close()
+    return {
+        "patches_s": patched - started,
+        "commit_s": done - patched,
+        "patch_wait_ms": statistics.median(waits) * 1000,
+        "patches": len(waits),
+    }
 
 
 def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
     settle()
     with ProcSampler(lading.pid) as mem, ClientCpu() as up:
-        push_chunked(lading, repo, blob, digest)
+        phases = push_phases(lading, repo, blob, digest)
     settle()
     with ProcSampler(lading.pid) as pull_mem, ClientCpu() as down:
         pull(lading, repo, digest, blob.size)
@@ -150,6 +212,7 @@ def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[
         # Lading's CPU seconds per GiB: steadier than MB/s on a busy machine.
         "push_cpu_s_per_gib": mem.cpu_seconds / (blob.size / GiB),
         "pull_cpu_s_per_gib": pull_mem.cpu_seconds / (blob.size / GiB),
+        **phases,
     }
 
 
@@ -220,6 +283,11 @@ def bench_server(
             "lading_pull_peak_rss_mib": max(r["pull_peak_rss_mib"] for r in ours),
             "lading_push_cpu_s_per_gib": median(ours, "push_cpu_s_per_gib"),
             "lading_pull_cpu_s_per_gib": median(ours, "pull_cpu_s_per_gib"),
+            "boto3_parts_s": median(boto, "parts_s"),
+            "boto3_complete_s": median(boto, "complete_s"),
+            "lading_patches_s": median(ours, "patches_s"),
+            "lading_commit_s": median(ours, "commit_s"),
+            "lading_patch_wait_ms": median(ours, "patch_wait_ms"),
             "part_mib": args.part_mib,
             "lading_concurrency": args.concurrency,
             "boto3_threads": args.boto3_threads,
@@ -268,7 +336,26 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{'':<10} Lading CPU: push {r['lading_push_cpu_s_per_gib']:.2f} s/GiB, "
             f"pull {r['lading_pull_cpu_s_per_gib']:.2f} s/GiB"
         )
+        lines.append(
+            f"{'':<10} push phases: boto3 parts {r['boto3_parts_s']:.2f} s + complete "
+            f"{r['boto3_complete_s']:.2f} s; Lading PATCHes {r['lading_patches_s']:.2f} s "
+            f"(median {r['lading_patch_wait_ms']:.0f} ms from a PATCH's last byte to its 202) "
+            f"+ PUT ?digest= {r['lading_commit_s']:.2f} s"
+        )
+        growth = rss_growth_mib(r)
+        verdict = "PASS" if growth * MiB < RSS_GROWTH_LIMIT else "FAIL"
+        lines.append(
+            f"{'':<10} RSS growth from {r['small_mib']} MiB to {r['size_mib']} MiB: "
+            f"{growth:.0f} MiB (limit {RSS_GROWTH_LIMIT // MiB} MiB)  {verdict}"
+        )
     return "\n".join(lines)
+
+
+def rss_growth_mib(r: dict[str, Any]) -> float:
+    """How much higher the full-size push or pull peaked than the small one."""
+    push = r["lading_peak_rss_mib"] - r["lading_peak_rss_small_mib"]
+    pull = r["lading_pull_peak_rss_mib"] - r["lading_pull_peak_rss_small_mib"]
+    return float(max(push, pull))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults written to {args.json}")
     ops = ("push", "pull")
     failed = any(r[f"lading_{o}_mbs"] < TARGET * r[f"boto3_{o}_mbs"] for r in results for o in ops)
+    failed |= any(rss_growth_mib(r) * MiB >= RSS_GROWTH_LIMIT for r in results)
     return 1 if failed else 0
 
 
