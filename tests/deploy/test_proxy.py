@@ -351,7 +351,9 @@ def test_replicas_behind_the_proxy(
         def freed_everywhere() -> bool:
             sizes = _bucket_sizes(compose)
             blobs = sum(metric(url, "lading_gc_blobs_deleted_total") for url in replicas)
-            return len(layer) not in sizes and len(pending) not in sizes and blobs >= 3
+            freed = sum(metric(url, "lading_gc_bytes_freed_total") for url in replicas)
+            gone = len(layer) not in sizes and len(pending) not in sizes
+            return gone and blobs >= 3 and freed >= len(layer) + len(pending) + len(config)
 
         assert _wait_for(freed_everywhere, timeout=60), _bucket_sizes(compose)
         for url in replicas:
