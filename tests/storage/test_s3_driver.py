@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -71,6 +72,47 @@ def test_wrong_credentials_are_unavailable(rclone_server: S3Server) -> None:
             driver.check()
         with pytest.raises(StorageUnavailable):
             driver.put("k", b"v")
+    finally:
+        rclone_server.delete_bucket(bucket)
+
+
+@pytest.mark.parametrize("source", ["environment", "credentials file"])
+def test_credentials_from_the_standard_chain(
+    rclone_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
+    source: str,
+) -> None:
+    """Without keys in the config, boto3's chain supplies them (rclone checks keys)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    access, secret = rclone_server.access_key, rclone_server.secret_key
+
+    def use(key_id: str, key: str) -> None:
+        if source == "environment":
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key)
+        else:
+            path = tmp_path / "credentials"
+            path.write_text(
+                f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {key}\n"
+            )
+            monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+
+    bucket = fresh_bucket(rclone_server)
+    try:
+        use(access, secret)
+        driver = s3_driver_for(rclone_server, bucket, access_key=None, secret_key=None)
+        driver.check()
+        driver.put("chain", b"from the chain")
+        assert driver.get("chain") == b"from the chain"
+        driver.delete("chain")
+        use(access, "not-the-secret")
+        refused = s3_driver_for(rclone_server, bucket, access_key=None, secret_key=None)
+        with pytest.raises(StorageUnavailable, match=r"access denied|S3 error"):
+            refused.check()
     finally:
         rclone_server.delete_bucket(bucket)
 
