@@ -97,6 +97,15 @@ def test_compose_stack_push_pull_persist(
     metrics = httpx.get(f"{url}/metrics").text
     assert 'lading_http_requests_total{kind="manifest"' in metrics
 
+    # `down -v` removes the stack's volumes, and with them the data.
+    project = f"label=com.docker.compose.project={compose.project}"
+    assert engine.out("volume", "ls", "-q", "--filter", project)
+    compose("down", "-v", timeout=300)
+    assert engine.out("volume", "ls", "-q", "--filter", project) == ""
+    compose.up()
+    gone = client.request("GET", "/v2/team/hello/tags/list", "repository:team/hello:pull")
+    assert gone.status_code == 404, gone.text
+
 
 def test_two_replicas_share_state(compose: stack.Compose) -> None:
     """Each request of one chunked push and pull goes to the other replica."""
