@@ -21,6 +21,8 @@ from storage.driver import ObjectTooLarge, StorageUnavailable
 from storage.s3 import S3Config, S3Driver
 from storage.s3_parts import (
     MAX_PARTS,
+    BufferPool,
+    PartBody,
     PartPipeline,
     RangeReader,
     UploadTooLarge,
@@ -117,6 +119,30 @@ def test_range_reader_short_range_is_an_error(pool: ThreadPoolExecutor) -> None:
     reader = RangeReader(pool, lambda first, last: b"short", 0, 100, 50, 2, 1024)
     with pytest.raises(StorageUnavailable, match="5 bytes for a range of 50"):
         list(reader)
+
+
+def test_part_body_rereads_after_seek() -> None:
+    """botocore hashes the body, seeks back, sends it, and seeks to 0 to retry."""
+    data = bytearray(os.urandom(3 * MiB + 7))
+    body = PartBody(data)
+    assert len(body) == len(data)
+    assert bytes(body.read(1024 * 1024)) == data  # the whole rest, whatever is asked
+    assert body.read(16384) == b""
+    assert body.seek(0) == 0 and body.tell() == 0
+    assert bytes(body.read()) == data
+    body.seek(-7, 2)
+    assert bytes(body.read(1)) == data[-7:]
+
+
+def test_buffer_pool_reuses_and_bounds_idle_buffers() -> None:
+    pool = BufferPool(1024, keep=2)
+    taken = [pool.take() for _ in range(3)]
+    for buffer in taken:
+        pool.give(buffer)
+    pool.give(bytearray(10))  # another size is never pooled
+    again = [pool.take() for _ in range(3)]
+    assert sum(any(b is t for t in taken) for b in again) == 2
+    assert all(len(b) == 1024 for b in again)
 
 
 def test_max_blob_size() -> None:
