@@ -46,7 +46,44 @@ _PACKAGES = {
     "python-base": "python3,python3-venv,ca-certificates",
     "postgres-base": "postgresql,ca-certificates",
 }
-_MIRROR = os.environ.get("LADING_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def _apt_sources() -> list[tuple[str, list[str]]]:
+    """(URI, suites) of the host's enabled binary apt sources, one-line and deb822."""
+    found: list[tuple[str, list[str]]] = []
+    one_line = Path("/etc/apt/sources.list")
+    if one_line.is_file():
+        for line in one_line.read_text().splitlines():
+            words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
+            if len(words) >= 3 and words[0] == "deb":
+                found.append((words[1], [words[2]]))
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in path.read_text().split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                key, sep, value = line.partition(":")
+                if sep and not line.startswith(("#", " ")):
+                    fields[key.strip().lower()] = value.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                for uri in fields.get("uris", "").split():
+                    found.append((uri, fields.get("suites", "").split()))
+    return found
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this host's apt uses for bookworm (LADING_TEST_DEBIAN_MIRROR
+    overrides): debootstrap and the nginx build fetch from where apt already does."""
+    override = os.environ.get("LADING_TEST_DEBIAN_MIRROR")
+    if override:
+        return override
+    for uri, suites in _apt_sources():
+        if "bookworm" in suites:
+            return uri.rstrip("/")
+    raise RuntimeError(
+        "no apt source for Debian bookworm on this host: set LADING_TEST_DEBIAN_MIRROR"
+    )
+
+
 # Copied into the build context: what the Dockerfiles may COPY.
 _CONTEXT_ITEMS = (
     "pyproject.toml",
@@ -149,7 +186,7 @@ def rootfs_tarball(name: str) -> Path:
                 f"--include={_PACKAGES[name]}",
                 "bookworm",
                 str(root),
-                _MIRROR,
+                debian_mirror(),
             ],
             timeout=1200,
         )
@@ -205,7 +242,7 @@ def ensure_nginx_image(engine: DockerEngine) -> str:
             "--build-arg",
             f"BASE_IMAGE={PYTHON_IMAGE}",
             "--build-arg",
-            f"DEBIAN_MIRROR={_MIRROR}",
+            f"DEBIAN_MIRROR={debian_mirror()}",
             "-t",
             image,
             str(HERE / "nginx"),
