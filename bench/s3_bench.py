@@ -9,8 +9,9 @@ tests/s3servers.py), then, against a fresh bucket of that server and in the same
   bytes (16 MiB PATCHes, then PUT ?digest=) and a pull of the blob.
 
 It prints MB/s, Lading/boto3 ratios (target >= 0.80) and Lading's peak RSS during a small
-and a full-size push and pull (it must not grow with the blob size: at most
-RSS_GROWTH_LIMIT more for the full size). Each push is split in phases: sending the parts
+and a full-size push and pull (it must not grow with the blob size: the full size may peak
+at most one request's parts higher, (s3_max_concurrency + 1) * part size, which allocator
+timing alone can add). Each push is split in phases: sending the parts
 (Lading: the PATCHes, and the median wait between a PATCH's last byte and its 202) and
 completing (boto3: CompleteMultipartUpload; Lading: the PUT ?digest=). ``--repeat N``
 interleaves N rounds and reports medians. Everything it starts is stopped by PID.
@@ -45,8 +46,7 @@ from s3servers import S3Server, start_moto, start_rclone
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 TARGET = 0.80
-# The full-size push or pull may peak at most this much above the small one.
-RSS_GROWTH_LIMIT = 32 * MiB
+LADING_DEFAULT_CONCURRENCY = 4
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "s3_latest.json"
 
 
@@ -342,13 +342,19 @@ def table(results: list[dict[str, Any]]) -> str:
             f"(median {r['lading_patch_wait_ms']:.0f} ms from a PATCH's last byte to its 202) "
             f"+ PUT ?digest= {r['lading_commit_s']:.2f} s"
         )
-        growth = rss_growth_mib(r)
-        verdict = "PASS" if growth * MiB < RSS_GROWTH_LIMIT else "FAIL"
+        growth, limit = rss_growth_mib(r), rss_limit_mib(r)
+        verdict = "PASS" if growth < limit else "FAIL"
         lines.append(
             f"{'':<10} RSS growth from {r['small_mib']} MiB to {r['size_mib']} MiB: "
-            f"{growth:.0f} MiB (limit {RSS_GROWTH_LIMIT // MiB} MiB)  {verdict}"
+            f"{growth:.0f} MiB (limit {limit} MiB, one request's parts)  {verdict}"
         )
     return "\n".join(lines)
+
+
+def rss_limit_mib(r: dict[str, Any]) -> int:
+    """(s3_max_concurrency + 1) parts: what one more request in flight may hold."""
+    concurrency = r["lading_concurrency"] or LADING_DEFAULT_CONCURRENCY
+    return int((concurrency + 1) * r["part_mib"])
 
 
 def rss_growth_mib(r: dict[str, Any]) -> float:
@@ -386,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults written to {args.json}")
     ops = ("push", "pull")
     failed = any(r[f"lading_{o}_mbs"] < TARGET * r[f"boto3_{o}_mbs"] for r in results for o in ops)
-    failed |= any(rss_growth_mib(r) * MiB >= RSS_GROWTH_LIMIT for r in results)
+    failed |= any(rss_growth_mib(r) >= rss_limit_mib(r) for r in results)
     return 1 if failed else 0
 
 
