@@ -134,11 +134,12 @@ def cmd_robot(args: argparse.Namespace) -> int:
                 return 2
             expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days)
 
-        def create(s: Any, p: Any) -> dict[str, str]:
+        def create(s: Any, p: Any) -> dict[str, object]:
             info, secret = robots.create_robot(
-                s, args.owner, args.name, _robot_scopes(args.scope), expires_at=expires
-            )
-            return {"login": info.login, "secret": secret}
+                s, args.owner, args.name, _robot_scopes(args.scope), expires_at=expires,
+                admin=args.admin,
+            )  # fmt: skip
+            return {"login": info.login, "admin": info.admin, "secret": secret}
 
         return _with_session(args, create)
     if args.action == "revoke":
@@ -150,7 +151,8 @@ def cmd_robot(args: argparse.Namespace) -> int:
         lambda s, p: [
             {"login": r.login, "scopes": " ".join(f"{pat}:{','.join(sorted(a))}"
                                                   for pat, a in r.scopes),
-             "expires": r.expires_at, "revoked": r.revoked_at, "last_used": r.last_used_at}
+             "admin": r.admin, "expires": r.expires_at, "revoked": r.revoked_at,
+             "last_used": r.last_used_at}
             for r in robots.list_robots(s)
         ],
     )  # fmt: skip
@@ -224,7 +226,10 @@ def register(sub: Any) -> None:
     p = robot.add_parser("create")
     p.add_argument("owner")
     p.add_argument("name")
-    p.add_argument("--scope", action="append", required=True, help="PATTERN:ACTIONS, repeatable")
+    p.add_argument("--scope", action="append", default=[], help="PATTERN:ACTIONS, repeatable")
+    p.add_argument(
+        "--admin", action="store_true", help="admin scope (admin API); only for an admin's robot"
+    )
     p.add_argument("--expires-days", type=int, default=None)
     _common(p)
     for name in ("revoke", "rm"):

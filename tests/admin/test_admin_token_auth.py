@@ -39,7 +39,9 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
     server.stop()
 
 
-def local_cli(server: RegistryServer, *args: str, stdin: str | None = None) -> str:
+def run_local_cli(
+    server: RegistryServer, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **server.extra_env}
     marker = server.data_dir / "test-database-url"  # LADING_TEST_DATABASE=postgres
     if marker.exists():
@@ -48,6 +50,11 @@ def local_cli(server: RegistryServer, *args: str, stdin: str | None = None) -> s
         [*lading_command(), *args, "--data-dir", str(server.data_dir)],
         input=stdin, capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
+    return result
+
+
+def local_cli(server: RegistryServer, *args: str, stdin: str | None = None) -> str:
+    result = run_local_cli(server, *args, stdin=stdin)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -88,6 +95,30 @@ def test_only_admin_accounts_and_the_admin_token_get_in(token_server: RegistrySe
             auth=(ADMIN, ADMIN_PW),
         ).json()["items"]  # fmt: skip
         assert audit[0]["actor"] == ADMIN
+
+
+def test_local_robot_create_admin(token_server: RegistryServer) -> None:
+    """`lading robot create --admin` (offline) makes a robot the admin API accepts."""
+    local_cli(token_server, "user", "add", "plain-owner", "--password-stdin",
+              stdin="plain-owner-pw-1\n")  # fmt: skip
+    robot = json.loads(
+        local_cli(token_server, "robot", "create", ADMIN, "ops", "--admin", "--output", "json")
+    )
+    assert robot["admin"] is True
+    url = f"{token_server.url}/admin/v1/usage"
+    with httpx.Client(timeout=60) as client:
+        assert client.get(url, auth=(robot["login"], robot["secret"])).status_code == 200
+    listed = json.loads(local_cli(token_server, "robot", "ls", "--output", "json"))
+    assert {r["login"]: r["admin"] for r in listed}[robot["login"]] is True
+    # A non-admin's robot cannot hold the admin scope, and nothing is created.
+    refused = run_local_cli(token_server, "robot", "create", "plain-owner", "ops", "--admin")
+    assert refused.returncode != 0 and "only an admin's robot" in refused.stderr
+    # Neither scope nor --admin: refused with a clear message.
+    empty = run_local_cli(token_server, "robot", "create", ADMIN, "nothing")
+    assert empty.returncode != 0 and "at least one repository scope" in empty.stderr
+    listed = json.loads(local_cli(token_server, "robot", "ls", "--output", "json"))
+    assert "plain-owner+ops" not in {r["login"] for r in listed}
+    assert f"{ADMIN}+nothing" not in {r["login"] for r in listed}
 
 
 def test_cli_with_username_and_password(token_server: RegistryServer) -> None:
