@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import registry
 from auth.factory import AuthComponents
 from registry.db.engine import Database
+from registry.domain.errors import CONFLICT, RegistryError
 from registry.http.admin.account_routes import AccountApi
 from registry.http.admin.auth import admin_authenticator
 from registry.http.admin.framework import PREFIX, AdminRouter, Call, Endpoint, json_response
@@ -64,7 +67,10 @@ def admin_routes(
     accounts = AccountAdmin(
         db, auth.passwords, api.audit, configured_public=auth.settings.public_repositories
     )
-    endpoints = api.endpoints() + AccountApi(accounts).endpoints()
+    account_endpoints = AccountApi(accounts).endpoints()
+    if settings.auth_mode == "external":
+        account_endpoints = [_managed_elsewhere(e) for e in account_endpoints]
+    endpoints = api.endpoints() + account_endpoints
     document = build_document(endpoints, registry.__version__)
 
     async def openapi(call: Call) -> Response:
@@ -78,3 +84,23 @@ def admin_routes(
     authenticator = admin_authenticator(settings.admin_token, settings.auth_mode, db, auth)
     router = AdminRouter(endpoints, authenticator)
     return [Route(PREFIX + "/{rest:path}", router.dispatch, methods=METHODS)]
+
+
+async def _external_accounts(call: Call) -> Response:
+    raise RegistryError(
+        CONFLICT,
+        "accounts, groups, permissions and robots are managed by the external token issuer "
+        "(auth_mode=external); Lading keeps no local accounts in this mode",
+    )
+
+
+def _managed_elsewhere(endpoint: Endpoint) -> Endpoint:
+    """Account endpoints answer 409 under an external issuer: local rows would be ignored.
+
+    Public repository patterns stay: they are Lading's own anonymous-pull policy.
+    """
+    if endpoint.path.startswith("/accounts/public-repositories"):
+        return endpoint
+    return dataclasses.replace(
+        endpoint, handler=_external_accounts, other_statuses=(*endpoint.other_statuses, 409)
+    )
