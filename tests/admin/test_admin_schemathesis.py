@@ -3,6 +3,7 @@ that match the documented schemas. Bounded: a few examples per operation."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -39,8 +40,51 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistrySe
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 
+ADMIN, ADMIN_PW = "fuzz-admin", "fuzz-admin-password-1"
+
+
+@pytest.fixture(scope="module")
+def token_fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Token auth on: every generated request carries an admin account's credentials."""
+    env = {
+        **GC_ENV,
+        "LADING_AUTH_MODE": "token",
+        "LADING_AUTH_ADMIN_USERNAME": ADMIN,
+        "LADING_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+    }
+    server = start_lading(
+        tmp_path_factory.mktemp("admin-fuzz-token"), env=env, args=ONE_WORKER,
+        ready_timeout=READY_TIMEOUT, ready_statuses=(401,),
+    )  # fmt: skip
+    yield server
+    server.stop()
+
+
 def test_admin_api_never_fails_on_generated_requests(fuzz_server: RegistryServer) -> None:
-    schema = schemathesis.openapi.from_url(f"{fuzz_server.url}/admin/v1/openapi.json")
+    assert fuzz(fuzz_server, {})
+
+
+def test_admin_api_with_token_auth_never_fails(token_fuzz_server: RegistryServer) -> None:
+    basic = base64.b64encode(f"{ADMIN}:{ADMIN_PW}".encode()).decode()
+    statuses = fuzz(token_fuzz_server, {"Authorization": f"Basic {basic}"})
+    # The credentials were taken: most answers got past authentication.
+    assert statuses.count(401) < len(statuses) // 10, statuses
+    url = f"{token_fuzz_server.url}/admin/v1/usage"
+    with httpx.Client(timeout=30) as client:
+        assert client.get(url, auth=(ADMIN, ADMIN_PW)).status_code == 200
+        token = client.get(
+            f"{token_fuzz_server.url}/token",
+            params={"service": "lading", "scope": "repository:fuzz/app:pull,push"},
+            auth=(ADMIN, ADMIN_PW),
+        ).json()["token"]
+        # A registry pull/push token is not an admin credential.
+        assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def fuzz(server: RegistryServer, headers: dict[str, str]) -> list[int]:
+    """Runs every operation's generated cases; returns the statuses seen."""
+    statuses: list[int] = []
+    schema = schemathesis.openapi.from_url(f"{server.url}/admin/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
 
@@ -54,10 +98,12 @@ def test_admin_api_never_fails_on_generated_requests(fuzz_server: RegistryServer
             database=None,
         )
         def run(case: schemathesis.Case) -> None:
-            response = case.call(base_url=fuzz_server.url, timeout=30)
+            response = case.call(base_url=server.url, headers=headers, timeout=30)
+            statuses.append(response.status_code)
             case.validate_response(response, checks=CHECKS)
 
         run()
+    return statuses
 
 
 def test_fuzzing_left_the_server_healthy(fuzz_server: RegistryServer) -> None:
