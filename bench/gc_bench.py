@@ -3,8 +3,9 @@
 Rows are inserted directly (the review triggers still fire, as on a real push),
 every manifest is untagged and every review due (delay 0), so the pass deletes
 everything: 10k manifests, then 50k blobs, in batches of ``--batches`` reviews
-per transaction. Storage keys point at no bytes, so the numbers are the
-database side of GC (byte deletion adds one driver delete per object).
+per transaction. Manifests hold their bytes in the row (as pushed since
+migration 0009); blob storage keys point at no bytes, so the numbers are the
+database side of GC (byte deletion adds one driver delete per blob).
 
     .venv/bin/python -m bench.gc_bench [--scale 0.1] [--databases sqlite,postgres]
         [--batches 20,500] [--churn-rounds 5]
@@ -68,7 +69,8 @@ def populate(db: Database, manifests: int, blobs: int) -> None:
         [((b % REPOSITORIES) + 1, f"sha256:{b:064x}", now) for b in range(blobs)],
     )
     insert(
-        "INSERT INTO manifests (id, repository_id, digest, media_type, size, storage_key,"
+        # As pushed since migration 0009: the bytes in the row, no storage object.
+        "INSERT INTO manifests (id, repository_id, digest, media_type, size, payload,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (
@@ -77,7 +79,7 @@ def populate(db: Database, manifests: int, blobs: int) -> None:
                 f"sha256:{m:064x}",
                 "application/json",
                 500,
-                f"manifests/sha256/{m % 256:02x}/{m:064x}.x",
+                b"{}".ljust(500),
                 now,
             )
             for m in range(manifests)

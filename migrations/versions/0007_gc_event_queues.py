@@ -78,8 +78,11 @@ def _migration_0002():  # type: ignore[no-untyped-def]
     return module
 
 
-def _create_triggers(dialect: str) -> None:
+def _create_triggers(dialect: str, only_table: str | None = None) -> None:
+    # only_table: migration 0009 recreates the triggers of the table it rebuilds.
     for name, timing, event, table, condition, statements in _TRIGGERS:
+        if only_table is not None and table != only_table:
+            continue
         body = [s.format(now=_NOW[dialect]) for s in statements]
         if dialect == "sqlite":
             when = f" WHEN {condition}" if condition else ""
@@ -129,14 +132,20 @@ def upgrade() -> None:
     _create_triggers(dialect)
 
 
-def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
+def _drop_triggers(dialect: str, only_table: str | None = None) -> None:
     for name, _timing, _event, table, _condition, _statements in _TRIGGERS:
+        if only_table is not None and table != only_table:
+            continue
         if dialect == "sqlite":
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         else:
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    _drop_triggers(dialect)
     for table, (key, key_type) in _QUEUES.items():
         # One review per object again, at its newest event.
         op.execute(

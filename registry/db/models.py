@@ -1,6 +1,7 @@
 """SQLAlchemy 2 typed models: the truth of what exists.
 
-Bytes live in storage; a row may point at bytes only once they are durable.
+Blob bytes live in storage; a row may point at bytes only once they are durable.
+Manifest bytes live in their row (migration 0009); older rows point at storage.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -100,6 +102,10 @@ class RepositoryBlob(Base):
     __table_args__ = (Index("ix_repository_blobs_blob_digest", "blob_digest"),)
 
 
+# Manifest bytes are either in the row or in storage, never both or neither.
+MANIFEST_ONE_SOURCE = "(payload IS NULL) <> (storage_key IS NULL)"
+
+
 class Manifest(Base):
     __tablename__ = "manifests"
 
@@ -109,8 +115,10 @@ class Manifest(Base):
     media_type: Mapped[str] = mapped_column(String(255))
     artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    # Where the exact pushed bytes live in storage.
-    storage_key: Mapped[str] = mapped_column(String(1024))
+    # The exact pushed bytes: in the row (``payload``, since migration 0009), or in
+    # storage under ``storage_key`` (manifests pushed before it). Exactly one is set.
+    storage_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     config_digest: Mapped[str | None] = mapped_column(String(200), nullable=True)
     subject_digest: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # Annotations of the manifest, JSON text; the referrers API reports them.
@@ -120,6 +128,7 @@ class Manifest(Base):
 
     __table_args__ = (
         UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+        CheckConstraint(MANIFEST_ONE_SOURCE, name="one_source"),
         Index("ix_manifests_repository_subject", "repository_id", "subject_digest"),
         Index("ix_manifests_digest", "digest"),
     )

@@ -75,7 +75,7 @@ class ManifestRoutes:
             }
             if method == "HEAD":
                 return Response(status_code=200, headers=headers)
-            payload = self.manifests.cache.get(record.storage_key)
+            payload = self.manifests.cache.get(record.cache_key)
             if payload is None:
                 payload = await self.offload(self.manifests.payload, record)
             pulled = None

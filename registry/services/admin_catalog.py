@@ -39,7 +39,7 @@ class ManifestInfo:
     media_type: str
     artifact_type: str | None
     manifest_size: int
-    storage_key: str
+    storage_key: str | None  # None: the bytes are in the row (migration 0009)
     config_digest: str | None
     subject_digest: str | None
     pushed_at: dt.datetime
@@ -145,7 +145,7 @@ class CatalogService:
     @staticmethod
     def _delete_repository(
         session: Session, name: str, actor: str
-    ) -> tuple[dict[str, int], list[str]]:
+    ) -> tuple[dict[str, int], list[str | None]]:
         # Lock the repository row first, as pushes do (FOR KEY SHARE): a push in
         # progress finishes before we delete, a new one waits for us.
         repo_id = session.scalar(
@@ -167,9 +167,12 @@ class CatalogService:
         AuditService.add(session, actor, "repository.delete", name, dict(result))
         return result, keys
 
-    def _delete_keys(self, keys: Iterable[str]) -> None:
-        # Each manifest row owns its own copy of the bytes (see ManifestService.delete).
+    def _delete_keys(self, keys: Iterable[str | None]) -> None:
+        # Each pre-0009 manifest row owns its own copy of the bytes (see
+        # ManifestService.delete); newer rows have none (None).
         for key in keys:
+            if key is None:
+                continue
             with contextlib.suppress(StorageError):
                 self.driver.delete(key)
 

@@ -59,7 +59,9 @@ class FsckService:
             r[0]: (r[1], r[2])
             for r in self.db.fetch_all(
                 "SELECT m.storage_key, r.name, m.digest FROM manifests m"
-                " JOIN repositories r ON r.id = m.repository_id",
+                " JOIN repositories r ON r.id = m.repository_id"
+                # Since migration 0009 most manifests' bytes are in their row.
+                " WHERE m.storage_key IS NOT NULL",
                 {},
             )
         }
@@ -171,15 +173,16 @@ class FsckService:
             for manifest_id, *_ in rows:
                 session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": manifest_id})
             session.execute(text("DELETE FROM blobs WHERE digest = :d"), {"d": digest})
-            return [(str(r[1]), str(r[2]), str(r[3])) for r in rows]
+            return [(str(r[1]), str(r[2]), r[3]) for r in rows]
 
         removed = self.db.write_retrying(remove)
         if removed is None:
             return []
         report.removed_blobs.append(digest)
         for _repository, _digest, key in removed:
-            with contextlib.suppress(StorageError):
-                self.driver.delete(key)
+            if key is not None:  # else the bytes went with the row
+                with contextlib.suppress(StorageError):
+                    self.driver.delete(key)
         return [(repository, manifest) for repository, manifest, _ in removed]
 
     def _remove_manifest(self, repository: str, digest: str) -> bool:
@@ -191,7 +194,7 @@ class FsckService:
                 ),
                 {"n": repository, "d": digest},
             ).first()
-            if row is None or not self._gone(str(row[1])):
+            if row is None or row[1] is None or not self._gone(str(row[1])):
                 return False
             session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": row[0]})
             return True

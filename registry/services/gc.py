@@ -59,8 +59,9 @@ class GcReport:
         self.manifests_deleted += task.manifests
         self.blobs_deleted += task.blobs
         self.links_deleted += task.links
-        self.objects_freed += len(task.keys)
-        self.bytes_freed += sum(size for _, size in task.keys)
+        # A manifest counts as freed wherever its bytes lived (storage or its row).
+        self.objects_freed += len(task.keys) + len(task.row_payloads)
+        self.bytes_freed += sum(size for _, size in task.keys) + sum(task.row_payloads)
 
 
 class GarbageCollector:

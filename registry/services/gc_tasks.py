@@ -47,7 +47,10 @@ class TaskResult:
     manifests: int = 0
     blobs: int = 0
     links: int = 0
+    # Storage objects (key, size) to delete after commit.
     keys: list[tuple[str, int]] = field(default_factory=list)
+    # Sizes of manifests whose bytes were in their row (gone with it): still freed.
+    row_payloads: list[int] = field(default_factory=list)
 
 
 def now_sql(session: Session) -> str:
@@ -154,7 +157,8 @@ def _delete_rows(session: Session, table: str, key: str, condition: str, params:
         text(
             "INSERT INTO gc_storage_deletions (storage_key, size, queued_at)"  # noqa: S608
             f" SELECT storage_key, size, {now_sql(session)} FROM {table} WHERE {key} {condition}"
-            " ON CONFLICT (storage_key) DO NOTHING"
+            # A manifest pushed since migration 0009 has no storage object.
+            " AND storage_key IS NOT NULL ON CONFLICT (storage_key) DO NOTHING"
         ),
         params,
     )
@@ -196,7 +200,7 @@ def review_manifests(
             locking,
             len(candidates),
         )
-        locked = {int(r[0]): (str(r[1]), int(r[2])) for r in rows}
+        locked = {int(r[0]): (r[1], int(r[2])) for r in rows}
         if skipped:
             visible = session.execute(
                 text(f"SELECT id FROM manifests WHERE id {clause}"),  # noqa: S608
@@ -210,12 +214,15 @@ def review_manifests(
             }
             doomed = [m for m in locked if m not in kept]
             if doomed:
-                gone = [locked[m] for m in doomed]
                 ids, params = in_list(session, "m", doomed)
                 # The BEFORE DELETE trigger queues their blobs, children and referrers.
                 _delete_rows(session, "manifests", "id", ids, params)
                 result.manifests = len(doomed)
-                result.keys.extend(gone)
+                for key, size in (locked[m] for m in doomed):
+                    if key is None:
+                        result.row_payloads.append(size)
+                    else:
+                        result.keys.append((key, size))
     result.busy = len(busy)
     _finish(session, claim, busy)
     return result

@@ -1,4 +1,9 @@
-"""Manifests: exact bytes in storage, references and tags in the database."""
+"""Manifests: exact bytes, references and tags in the database.
+
+Since migration 0009 a manifest's bytes go into its row (``payload``), in the
+transaction that records its references: the database commit alone makes a
+push durable. Rows from before keep a ``storage_key`` and are read from storage.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +48,19 @@ class ManifestRecord:
     digest: str
     media_type: str
     size: int
-    storage_key: str
+    # None: the bytes are in the row (manifests.payload), not in storage.
+    storage_key: str | None
     subject_digest: str | None
+
+    @property
+    def cache_key(self) -> str:
+        """Names these bytes for PayloadCache: a reused row id comes with a digest,
+        and one digest always has the same bytes."""
+        return f"{self.digest}#{self.id}"
 
 
 class PayloadCache:
-    """Manifest bytes by storage key: immutable, so safe to cache per process."""
+    """Manifest bytes by ManifestRecord.cache_key: immutable, so safe to cache per process."""
 
     def __init__(self, max_bytes: int) -> None:
         self._max = max_bytes
@@ -77,27 +88,6 @@ class PayloadCache:
                 self._size -= len(dropped)
 
 
-def _record(row: Any) -> ManifestRecord:
-    return ManifestRecord(
-        id=row.id,
-        digest=row.digest,
-        media_type=row.media_type,
-        size=row.size,
-        storage_key=row.storage_key,
-        subject_digest=row.subject_digest,
-    )
-
-
-_RECORD_COLUMNS = (
-    Manifest.id,
-    Manifest.digest,
-    Manifest.media_type,
-    Manifest.size,
-    Manifest.storage_key,
-    Manifest.subject_digest,
-)
-
-
 # Hot-path lookups run as plain SQL (see Database.fetch_one).
 _BY_TAG = (
     "SELECT m.id, m.digest, m.media_type, m.size, m.storage_key, m.subject_digest"
@@ -117,10 +107,11 @@ _EXISTING = (
 )
 _INSERT_MANIFEST = (
     "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size,"
-    " storage_key, config_digest, subject_digest, annotations, created_at)"
-    " VALUES (:repo, :digest, :media_type, :artifact_type, :size, :key, :config, :subject,"
-    " :annotations, :now) RETURNING id"
+    " payload, config_digest, subject_digest, annotations, created_at)"
+    " VALUES (:repo, :digest, :media_type, :artifact_type, :size, :payload, :config,"
+    " :subject, :annotations, :now) RETURNING id"
 )
+_PAYLOAD = "SELECT payload FROM manifests WHERE id = :id AND digest = :digest"
 _UPSERT_TAG = (
     "INSERT INTO tags (repository_id, name, manifest_id, updated_at)"
     " VALUES (:repo, :name, :m, :now) ON CONFLICT (repository_id, name)"
@@ -170,17 +161,27 @@ class ManifestService:
         return ManifestRecord(*row)
 
     def payload(self, record: ManifestRecord) -> bytes:
-        cached = self.cache.get(record.storage_key)
+        cached = self.cache.get(record.cache_key)
         if cached is not None:
             return cached
+        if record.storage_key is None:
+            row = self.db.fetch_one(_PAYLOAD, {"id": record.id, "digest": record.digest})
+            if row is None or row[0] is None:  # deleted since it was resolved
+                raise RegistryError(MANIFEST_UNKNOWN, detail={"digest": record.digest})
+            data = bytes(row[0])
+        else:
+            data = self._stored_payload(record.storage_key)
+        self.cache.put(record.cache_key, data)
+        return data
+
+    def _stored_payload(self, key: str) -> bytes:
+        """Bytes of a manifest pushed before migration 0009."""
         try:
-            data = self.driver.get(record.storage_key)
+            return self.driver.get(key)
         except ObjectNotFound as exc:
             raise RegistryError(UNAVAILABLE, "manifest data is missing from storage") from exc
         except StorageError as exc:
             raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
-        self.cache.put(record.storage_key, data)
-        return data
 
     def referrers(
         self, repository: str, subject: Digest, artifact_type: str | None
@@ -268,30 +269,10 @@ class ManifestService:
             digest = digest_of(payload)
         parsed = parse_manifest(payload, content_type)
         digest_text = str(digest)
-
-        existing = self.db.fetch_one(_BY_DIGEST, {"name": repository, "digest": digest_text})
-        key: str | None = None
-        if existing is None:
-            suffix = uuid.uuid4().hex[:12]
-            key = f"manifests/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}.{suffix}"
-            try:
-                self.driver.put(key, payload)
-            except StorageError as exc:
-                raise RegistryError(UNAVAILABLE, f"storage error: {exc}") from exc
-        try:
-            record: ManifestRecord = self.db.run_raw(
-                lambda tx: self._record_manifest(
-                    tx, repository, digest_text, parsed, payload, key, tag
-                )
-            )
-        except BaseException:
-            if key is not None:
-                with contextlib.suppress(StorageError):
-                    self.driver.delete(key)
-            raise
-        if key is not None and record.storage_key != key:
-            with contextlib.suppress(StorageError):
-                self.driver.delete(key)
+        # No storage write: the bytes go into the row, so the commit makes them durable.
+        record: ManifestRecord = self.db.run_raw(
+            lambda tx: self._record_manifest(tx, repository, digest_text, parsed, payload, tag)
+        )
         return record
 
     def _record_manifest(
@@ -301,7 +282,6 @@ class ManifestService:
         digest: str,
         parsed: ParsedManifest,
         payload: bytes,
-        key: str | None,
         tag: str | None,
     ) -> ManifestRecord:
         now = tx.timestamp()
@@ -312,8 +292,6 @@ class ManifestService:
         if row is not None:
             record = ManifestRecord(*row)
         else:
-            if key is None:  # deleted since we looked: store the bytes anew
-                raise RegistryError(UNAVAILABLE, "manifest changed concurrently; retry")
             self._check_references(tx, repo_id, parsed)
             subject = str(parsed.subject.digest) if parsed.subject else None
             inserted = tx.one(
@@ -324,7 +302,7 @@ class ManifestService:
                     "media_type": parsed.media_type,
                     "artifact_type": parsed.effective_artifact_type(),
                     "size": len(payload),
-                    "key": key,
+                    "payload": payload,
                     "config": str(parsed.config.digest) if parsed.config else None,
                     "subject": subject,
                     "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
@@ -344,7 +322,7 @@ class ManifestService:
                 [{"m": manifest_id, "d": c} for c in children],
             )
             record = ManifestRecord(
-                manifest_id, digest, parsed.media_type, len(payload), key, subject
+                manifest_id, digest, parsed.media_type, len(payload), None, subject
             )
         if tag is not None:
             tx.run(_UPSERT_TAG, {"repo": repo_id, "name": tag, "m": record.id, "now": now})
@@ -409,7 +387,7 @@ class ManifestService:
                 MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
             )
         if doomed_key is not None:
-            # Each manifest row owns its own copy of the bytes (unique key).
+            # A pre-0009 row owns its own copy of the bytes (unique key).
             with contextlib.suppress(StorageError):
                 self.driver.delete(doomed_key)
 
@@ -417,7 +395,7 @@ class ManifestService:
     def _delete_rows(
         session: Session, repository: str, digest: str | None, tag: str | None
     ) -> tuple[int, str | None]:
-        """Rows removed, and the storage key of a manifest deleted by digest."""
+        """Rows removed, and the storage key (if any) of a manifest deleted by digest."""
         repo_id = find_repository_id(session, repository)
         if repo_id is None:
             return 0, None

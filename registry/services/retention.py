@@ -69,7 +69,7 @@ class DoomedManifest:
     digest: str
     media_type: str
     size: int
-    storage_key: str
+    storage_key: str | None  # None: the bytes are in the row (migration 0009)
 
 
 @dataclass(slots=True)
@@ -337,6 +337,6 @@ class RetentionService:
                         ~exists().where(Tag.manifest_id == Manifest.id),
                     )
                 )
-                if rows_affected(result):
+                if rows_affected(result) and manifest.storage_key is not None:
                     removed.append(manifest.storage_key)
         return removed

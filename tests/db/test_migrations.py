@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from registry.db import migrate
 from registry.db.engine import Database
@@ -97,5 +99,70 @@ def test_gc_queue_migration_keeps_pending_reviews(database_url: str) -> None:
         migrate.downgrade(db, "0006")
         rows = db.fetch_all("SELECT digest, event_at FROM gc_blob_reviews ORDER BY digest", {})
         assert rows == [("sha256:a", 30.0), ("sha256:b", 20.0)]
+    finally:
+        db.dispose()
+
+
+def _review_events(db: Database, table: str) -> int:
+    return int(db.fetch_all(f"SELECT count(*) FROM {table}", {})[0][0])
+
+
+def test_manifest_payload_migration_keeps_rows_and_triggers(database_url: str) -> None:
+    """0009 rebuilds ``manifests`` on SQLite: rows referencing it survive (no
+    cascade), its GC triggers come back, the CHECK holds, and downgrade refuses
+    while a manifest lives only in the database."""
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db, "0008")
+        with db.transaction() as conn:
+            for sql in (
+                "INSERT INTO repositories (id, name, created_at)"
+                " VALUES (1, 'r', CURRENT_TIMESTAMP)",
+                "INSERT INTO blobs (digest, size, storage_key, created_at)"
+                " VALUES ('sha256:b', 1, 'blobs/b', CURRENT_TIMESTAMP)",
+                "INSERT INTO manifests (id, repository_id, digest, media_type, size, storage_key,"
+                " created_at) VALUES (1, 1, 'sha256:m', 'x', 1, 'manifests/m', CURRENT_TIMESTAMP)",
+                "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (1, 'sha256:b')",
+                "INSERT INTO tags (repository_id, name, manifest_id, updated_at)"
+                " VALUES (1, 't', 1, CURRENT_TIMESTAMP)",
+            ):
+                conn.exec_driver_sql(sql)
+        migrate.upgrade(db)
+        assert db.fetch_all("SELECT name, manifest_id FROM tags", {}) == [("t", 1)]
+        assert db.fetch_all("SELECT manifest_id FROM manifest_blobs", {}) == [(1,)]
+        assert db.fetch_all("SELECT storage_key, payload FROM manifests", {}) == [
+            ("manifests/m", None)
+        ]
+        insert = text(
+            "INSERT INTO manifests (id, repository_id, digest, media_type, size, storage_key,"
+            " payload, created_at) VALUES (2, 1, 'sha256:n', 'x', 2, :key, :payload,"
+            " CURRENT_TIMESTAMP)"
+        )
+        for key, payload in ((None, None), ("manifests/n", b"{}")):
+            with pytest.raises(IntegrityError), db.transaction() as conn:
+                conn.execute(insert, {"key": key, "payload": payload})
+        pushes = _review_events(db, "gc_manifest_reviews")
+        with db.transaction() as conn:  # the push trigger is back
+            conn.execute(insert, {"key": None, "payload": b"{}"})
+        assert _review_events(db, "gc_manifest_reviews") == pushes + 1
+        with pytest.raises(Exception, match="stored only in the database"):
+            migrate.downgrade(db, "0008")
+        assert migrate.current(db) == migrate.head()
+        unlinks = _review_events(db, "gc_blob_reviews")
+        with db.transaction() as conn:  # and so is the delete trigger
+            conn.exec_driver_sql("DELETE FROM manifests WHERE id = 2")
+            conn.exec_driver_sql("DELETE FROM manifests WHERE id = 1")
+        assert _review_events(db, "gc_blob_reviews") == unlinks + 1
+        assert db.fetch_all("SELECT name FROM tags", {}) == []
+        migrate.downgrade(db, "0008")
+        pushes = _review_events(db, "gc_manifest_reviews")
+        with db.transaction() as conn:  # 0008's schema and triggers again
+            conn.exec_driver_sql(
+                "INSERT INTO manifests (id, repository_id, digest, media_type, size,"
+                " storage_key, created_at) VALUES (3, 1, 'sha256:o', 'x', 1, 'manifests/o',"
+                " CURRENT_TIMESTAMP)"
+            )
+        assert _review_events(db, "gc_manifest_reviews") == pushes + 1
+        migrate.upgrade(db)
     finally:
         db.dispose()
