@@ -1,0 +1,31 @@
+"""Manifests as stored before migration 0009: bytes in storage, the row pointing at them."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+
+from registry.db.engine import Database
+from storage.driver import Driver
+
+_ROW = (
+    "SELECT m.id, m.payload FROM manifests m JOIN repositories r ON r.id = m.repository_id"
+    " WHERE r.name = :name AND m.digest = :digest"
+)
+
+
+def move_payload_to_storage(db: Database, driver: Driver, repository: str, digest: str) -> str:
+    """Turn a manifest row into the pre-0009 form (what 0009 leaves of an 0008 row):
+    its bytes written under the old key layout, ``storage_key`` set, no payload."""
+    row = db.fetch_one(_ROW, {"name": repository, "digest": digest})
+    assert row is not None and row[1] is not None, (repository, digest)
+    algorithm, hex_digest = digest.split(":", 1)
+    key = f"manifests/{algorithm}/{hex_digest[:2]}/{hex_digest}.{uuid.uuid4().hex[:12]}"
+    driver.put(key, bytes(row[1]))
+    with db.transaction() as conn:
+        conn.execute(
+            text("UPDATE manifests SET storage_key = :key, payload = NULL WHERE id = :id"),
+            {"key": key, "id": row[0]},
+        )
+    return key
