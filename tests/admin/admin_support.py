@@ -139,7 +139,8 @@ def push_index(client: httpx.Client, repo: str, tag: str, children: list[Pushed]
 
 
 def storage_bytes(data_dir: Any) -> int:
-    """Bytes of every file under the server's storage directory (blobs and manifests)."""
+    """Bytes of every file under the server's storage directory: blobs (manifests are in
+    the database since schema revision 0009)."""
     root = data_dir / "storage"
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
