@@ -23,12 +23,11 @@ from registry.commands.admin_client import (
     add_connection_options,
     confirm,
     emit,
-    human,
-    progress,
     repo_path,
     split_reference,
     when,
 )
+from registry.commands.progress import ProgressBar, Ticker, human
 
 Command = Callable[[AdminClient, argparse.Namespace], None]
 
@@ -69,7 +68,12 @@ def repo_show(client: AdminClient, args: argparse.Namespace) -> None:
 
 def repo_rm(client: AdminClient, args: argparse.Namespace) -> None:
     confirm(args, f"delete repository {args.name} with all its tags and manifests")
-    result = client.request("DELETE", repo_path(args.name))
+    bar = ProgressBar("repo rm", only_tty=True)
+    with Ticker(bar, f"{args.name}: deleting"):
+        try:
+            result = client.request("DELETE", repo_path(args.name))
+        finally:
+            bar.close()
     details = result["details"]
     row = [result["deleted"], str(details["tags_deleted"]), str(details["manifests_deleted"])]
     emit(args, result, [["DELETED", "TAGS", "MANIFESTS"], row])
@@ -184,13 +188,34 @@ def retention_preview(client: AdminClient, args: argparse.Namespace) -> None:
     emit(args, plan, _plan_rows(plan))
 
 
+def _apply_in_steps(client: AdminClient, body: dict[str, Any], bar: ProgressBar) -> Any:
+    """Apply repository by repository (those the preview names), so the bar can move;
+    each step plans afresh, as one apply would."""
+    names = [r["repository"] for r in client.request("POST", "/retention/preview", json=body)
+             ["repositories"]]  # fmt: skip
+    if not names:  # nothing to delete: still one apply, so the audit log shows it ran
+        return client.request("POST", "/retention/apply", json=body)
+    total: dict[str, Any] = {"applied": True, "tags": 0, "manifests": 0, "bytes_freed": 0,
+                             "repositories": []}  # fmt: skip
+    for done, name in enumerate(names):
+        bar("apply", done, len(names), f"repositories, {total['tags']} tags deleted; {name}")
+        step = client.request("POST", "/retention/apply", json={**body, "repositories": [name]})
+        for key in ("tags", "manifests", "bytes_freed", "repositories"):
+            total[key] += step[key]
+    bar("apply", len(names), len(names), f"repositories, {total['tags']} tags deleted")
+    return total
+
+
 def retention_apply(client: AdminClient, args: argparse.Namespace) -> None:
     body = _retention_body(args)
     confirm(args, "delete the tags and manifests the policy selects")
-    progress("applying retention ...")
-    plan = client.request("POST", "/retention/apply", json=body)
-    progress(f"deleted {plan['tags']} tags and {plan['manifests']} manifests;"
-             " run `lading gc-remote run` to free the bytes", done=True)  # fmt: skip
+    bar = ProgressBar("retention", only_tty=True)
+    try:
+        plan = _apply_in_steps(client, body, bar)
+    finally:
+        bar.close()
+    print(f"deleted {plan['tags']} tags and {plan['manifests']} manifests;"
+          " run `lading gc-remote run` to free the bytes", file=sys.stderr)  # fmt: skip
     emit(args, plan, _plan_rows(plan))
 
 
@@ -228,15 +253,16 @@ def _run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 def gc_run(client: AdminClient, args: argparse.Namespace) -> None:
     run = client.request("POST", "/gc/runs", json={"dry_run": args.dry_run, "wait": False})
     started = time.monotonic()
+    bar = ProgressBar("gc", only_tty=True)
     while run["status"] == "running":
         status = client.get("/gc/status")
-        progress(f"gc run {run['id']}: {time.monotonic() - started:.0f}s,"
+        bar.note(f"run {run['id']}: {time.monotonic() - started:.0f}s,"
                  f" {status['pending_reviews']} reviews pending")  # fmt: skip
         time.sleep(args.poll)
         found = [r for r in client.get("/gc/runs", limit=50)["items"] if r["id"] == run["id"]]
         if found:
             run = found[0]
-    progress(f"gc run {run['id']}: {run['status']}, freed {human(run['bytes_freed'])}", done=True)
+    bar.close(f"gc run {run['id']}: {run['status']}, freed {human(run['bytes_freed'])}")
     emit(args, run, _run_rows([run]))
     if run["status"] != "ok":
         raise AdminCliError(f"gc run {run['id']} {run['status']}: {run.get('error')}")

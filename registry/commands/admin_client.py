@@ -128,17 +128,6 @@ def split_reference(text: str) -> tuple[str, str]:
     return name, tag
 
 
-def human(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(size)
-
-
 def when(value: str | None) -> str:
     return value[:19].replace("T", " ") if value else "-"
 
@@ -151,15 +140,6 @@ def emit(args: argparse.Namespace, data: Any, table: Sequence[Sequence[str]] | N
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def progress(message: str, *, done: bool = False) -> None:
-    """One updating line on stderr (only when it is a terminal: logs stay clean)."""
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K" + message + ("\n" if done else ""))
-    elif done:
-        sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def confirm(args: argparse.Namespace, what: str) -> None:

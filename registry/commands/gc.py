@@ -4,45 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 from registry.commands.common import settings_from_args
+from registry.commands.progress import ProgressBar, human
 
 # Test-only: seconds to pause after each deleting commit, so crash tests can kill mid-run.
 TASK_PAUSE_ENV = "LADING_GC_TEST_TASK_PAUSE"
 # Test-only: the run's lease (default 60 s), so tests see a killed run abandoned soon.
 LEASE_ENV = "LADING_GC_TEST_LEASE_SECONDS"
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-class ProgressBar:
-    """A one-line text bar on stderr, redrawn in place."""
-
-    def __init__(self, stream: Any = sys.stderr, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.drawn = False
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        filled = self.width * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\rgc {phase:<9} [{bar}] {done}/{total}")
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -62,7 +32,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or settings.gc_batch_size,
             lease_seconds=float(os.environ.get(LEASE_ENV, "60") or 60),
         )
-        bar = ProgressBar() if not args.quiet else None
+        bar = ProgressBar("gc") if not args.quiet else None
         try:
             report = collector.run(dry_run=args.dry_run, trigger="cli", progress=bar)
         finally:

@@ -220,9 +220,19 @@ class RetentionService:
             self.audit.add(session, actor, "retention.policy.delete", f"policy:{policy_id}")
 
     # -- preview and apply -------------------------------------------------------
-    def plan(self, policies: Sequence[Rules], now: dt.datetime | None = None) -> RetentionPlan:
+    def plan(
+        self,
+        policies: Sequence[Rules],
+        now: dt.datetime | None = None,
+        only: Sequence[str] | None = None,
+    ) -> RetentionPlan:
+        """What ``policies`` delete now, in every repository or ``only`` those named."""
         now = now or utcnow()
-        repositories = [s.name for s in self.catalog.repositories()]
+        query = select(Repository.name)
+        if only is not None:
+            query = query.where(Repository.name.in_(set(only)))
+        with self.db.read() as session:
+            repositories = list(session.scalars(query))
         plans: list[RepositoryPlan] = []
         doomed_ids: set[int] = set()
         candidate_blobs: dict[str, tuple[int, str]] = {}  # digest -> (size, first repo)
@@ -275,8 +285,10 @@ class RetentionService:
                 used.update(d for d, mid in rows if mid not in doomed_ids)
         return used
 
-    def apply(self, policies: Sequence[Rules], actor: str) -> RetentionPlan:
-        plan = self.plan(policies)
+    def apply(
+        self, policies: Sequence[Rules], actor: str, only: Sequence[str] | None = None
+    ) -> RetentionPlan:
+        plan = self.plan(policies, only=only)
 
         def delete_and_audit(session: Session) -> list[str]:
             keys = self._delete_planned(session, plan)

@@ -279,13 +279,17 @@ class AdminApi:
         return [p.rules for p in self.retention.policies()]
 
     async def preview(self, call: Call) -> Response:
-        rules = await to_thread.run_sync(self._selected_rules, call.body)
-        plan = await to_thread.run_sync(self.retention.plan, rules)
+        body: s.RetentionRunIn = call.body
+        rules = await to_thread.run_sync(self._selected_rules, body)
+        plan = await to_thread.run_sync(self.retention.plan, rules, None, body.repositories)
         return json_response(_plan(plan, applied=False))
 
     async def apply(self, call: Call) -> Response:
-        rules = await to_thread.run_sync(self._selected_rules, call.body)
-        plan = await to_thread.run_sync(self.retention.apply, rules, call.principal.subject)
+        body: s.RetentionRunIn = call.body
+        rules = await to_thread.run_sync(self._selected_rules, body)
+        plan = await to_thread.run_sync(
+            self.retention.apply, rules, call.principal.subject, body.repositories
+        )
         return json_response(_plan(plan, applied=True))
 
     # -- garbage collection, usage, audit -----------------------------------------------------

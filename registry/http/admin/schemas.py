@@ -18,6 +18,9 @@ DIGEST_PATTERN = r"^sha(256:[a-f0-9]{64}|512:[a-f0-9]{128})$"
 PRINTABLE = r"^[\x20-\x7e]*$"
 
 
+RepositoryName = Annotated[str, Field(max_length=255, pattern=NAME_PATTERN)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,6 +118,13 @@ class RetentionRunIn(Strict):
     )
     policy: PolicyIn | None = None
     all: bool = False
+    repositories: list[RepositoryName] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="Only these repositories (of those the policies match): lets a client"
+        " apply a plan in steps and show progress.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RetentionRunIn:
