@@ -109,7 +109,10 @@ _INSERT_MANIFEST = (
     "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size,"
     " payload, config_digest, subject_digest, annotations, created_at)"
     " VALUES (:repo, :digest, :media_type, :artifact_type, :size, :payload, :config,"
-    " :subject, :annotations, :now) RETURNING id"
+    " :subject, :annotations, :now)"
+    # Racing first pushes of one manifest: the loser waits for the winner's commit,
+    # inserts nothing and reads the winner's row instead of failing.
+    " ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id"
 )
 _PAYLOAD = "SELECT payload FROM manifests WHERE id = :id AND digest = :digest"
 _UPSERT_TAG = (
@@ -288,42 +291,16 @@ class ManifestService:
         repo_id = ensure_repository_raw(tx, repository, now)
         # FOR SHARE: a collector deleting this manifest waits for us (or we see it gone).
         existing_sql = _EXISTING + " FOR SHARE" if tx.is_postgres else _EXISTING
-        row = tx.one(existing_sql, {"repo": repo_id, "digest": digest})
-        if row is not None:
-            record = ManifestRecord(*row)
-        else:
+        existing = {"repo": repo_id, "digest": digest}
+        row = tx.one(existing_sql, existing)
+        if row is None:
             self._check_references(tx, repo_id, parsed)
-            subject = str(parsed.subject.digest) if parsed.subject else None
-            inserted = tx.one(
-                _INSERT_MANIFEST,
-                {
-                    "repo": repo_id,
-                    "digest": digest,
-                    "media_type": parsed.media_type,
-                    "artifact_type": parsed.effective_artifact_type(),
-                    "size": len(payload),
-                    "payload": payload,
-                    "config": str(parsed.config.digest) if parsed.config else None,
-                    "subject": subject,
-                    "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
-                    "now": now,
-                },
-            )
-            assert inserted is not None
-            manifest_id = int(inserted[0])
-            blob_digests = sorted({str(d.digest) for d in parsed.blob_references()})
-            tx.many(
-                "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (:m, :d)",
-                [{"m": manifest_id, "d": d} for d in blob_digests],
-            )
-            children = sorted({str(d.digest) for d in parsed.manifests})
-            tx.many(
-                "INSERT INTO manifest_references (parent_id, child_digest) VALUES (:m, :d)",
-                [{"m": manifest_id, "d": c} for c in children],
-            )
-            record = ManifestRecord(
-                manifest_id, digest, parsed.media_type, len(payload), None, subject
-            )
+            row = self._insert_manifest(tx, repo_id, digest, parsed, payload, now)
+        if row is None:  # a concurrent push of the same bytes committed it first
+            row = tx.one(existing_sql, existing)
+            if row is None:
+                raise RegistryError(UNAVAILABLE, "manifest changed concurrently; retry")
+        record = ManifestRecord(*row)
         if tag is not None:
             tx.run(_UPSERT_TAG, {"repo": repo_id, "name": tag, "m": record.id, "now": now})
         # At most one update per repository and second: concurrent pushes to one
@@ -335,6 +312,43 @@ class ManifestService:
             {"now": now, "repo": repo_id, "cutoff": cutoff},
         )
         return record
+
+    @staticmethod
+    def _insert_manifest(
+        tx: RawTx, repo_id: int, digest: str, parsed: ParsedManifest, payload: bytes, now: Any
+    ) -> tuple[Any, ...] | None:
+        """The new row (as _EXISTING reads it) with its references, or None if a
+        concurrent push inserted this manifest first."""
+        subject = str(parsed.subject.digest) if parsed.subject else None
+        inserted = tx.one(
+            _INSERT_MANIFEST,
+            {
+                "repo": repo_id,
+                "digest": digest,
+                "media_type": parsed.media_type,
+                "artifact_type": parsed.effective_artifact_type(),
+                "size": len(payload),
+                "payload": payload,
+                "config": str(parsed.config.digest) if parsed.config else None,
+                "subject": subject,
+                "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
+                "now": now,
+            },
+        )
+        if inserted is None:
+            return None
+        manifest_id = int(inserted[0])
+        blob_digests = sorted({str(d.digest) for d in parsed.blob_references()})
+        tx.many(
+            "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (:m, :d)",
+            [{"m": manifest_id, "d": d} for d in blob_digests],
+        )
+        children = sorted({str(d.digest) for d in parsed.manifests})
+        tx.many(
+            "INSERT INTO manifest_references (parent_id, child_digest) VALUES (:m, :d)",
+            [{"m": manifest_id, "d": c} for c in children],
+        )
+        return (manifest_id, digest, parsed.media_type, len(payload), None, subject)
 
     @staticmethod
     def _check_references(tx: RawTx, repo_id: int, parsed: ParsedManifest) -> None:

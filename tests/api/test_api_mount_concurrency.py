@@ -8,12 +8,17 @@ import httpx
 import pytest
 from support.server import RegistryServer
 from v2client import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    Blob,
     digest_of,
     expect_error,
     finish_upload,
+    image_manifest,
     location,
     patch_chunk,
     push_blob,
+    push_blobs,
     push_image,
     put_manifest,
     random_bytes,
@@ -201,6 +206,28 @@ def test_concurrent_manifest_pushes(api_server: RegistryServer, repo: str) -> No
         assert set(tags) == expected
         for tag in tags:
             assert http.get(f"/v2/{repo}/manifests/{tag}").content == manifest.data
+
+
+def test_concurrent_first_pushes_of_one_manifest(api_server: RegistryServer, repo: str) -> None:
+    """Racing pushes of a manifest nobody has stored yet, under different tags: one
+    inserts the row, the others find it (none fails on the unique key)."""
+    config = Blob(b'{"architecture":"amd64","os":"linux","race":1}', OCI_CONFIG)
+    layer = Blob(random_bytes(300, seed=24), OCI_LAYER)
+    with api_server.client() as http:
+        push_blobs(http, repo, [config, layer])
+    manifest = image_manifest(config, [layer])
+
+    def put(index: int) -> tuple[int, str]:
+        with api_server.client(timeout=60.0) as racer:
+            response = put_manifest(racer, repo, f"r{index}", manifest)
+            return response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(put, range(12)))
+    assert all(status == 201 for status, _ in results), results
+    with api_server.client() as http:
+        assert len(http.get(f"/v2/{repo}/tags/list").json()["tags"]) == 12
+        assert http.get(f"/v2/{repo}/manifests/r0").content == manifest.data
 
 
 @pytest.mark.parametrize(
