@@ -124,26 +124,47 @@ def test_readyz_reports_broken_storage(tmp_path: Path) -> None:
 
 
 def test_readyz_reports_an_unreachable_database(tmp_path: Path) -> None:
-    """A PostgreSQL URL nobody listens on: /readyz answers 503 naming the database."""
-    from starlette.testclient import TestClient
+    """A PostgreSQL URL nobody listens on: /readyz answers 503 naming the database.
+
+    `lading serve` refuses to start without its database (it checks the schema
+    first), so the app runs in this process, on a real uvicorn server in a thread.
+    """
+    import threading
+
+    import uvicorn
 
     from registry.app import create_app
     from registry.settings import load_settings
 
-    port = free_port()
     settings = load_settings(
         overrides={
             "data_dir": str(tmp_path),
-            "database_url": f"postgresql+psycopg://lading:x@127.0.0.1:{port}/lading",
+            "database_url": f"postgresql+psycopg://lading:x@127.0.0.1:{free_port()}/lading",
         },
         environ={},
     )
-    with TestClient(create_app(settings, prepared=True)) as client:
-        response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.json()["checks"]["database"].startswith("error: ")
-        assert response.json()["checks"]["storage"] == "ok"
-        assert client.get("/healthz").status_code == 200
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, prepared=True), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="readyz-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["checks"]["database"].startswith("error: ")
+            assert response.json()["checks"]["storage"] == "ok"
+            assert client.get("/healthz").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def test_metrics_by_route_kind_across_workers(tmp_path: Path) -> None:
