@@ -61,6 +61,12 @@ class AuthSettings(BaseModel):
             raise ValueError("auth.realm is required when auth.mode is not 'none'")
         if self.mode == "external" and not (self.jwks_file or self.trusted_public_keys):
             raise ValueError("external mode needs jwks_file or trusted_public_keys")
+        if self.mode == "external" and self.public_repositories:
+            # Only Lading's own token issuer reads them; they would silently do nothing.
+            raise ValueError(
+                "public_repositories has no effect in external mode: anonymous pulls are"
+                " for the external token issuer to grant"
+            )
         if (self.admin_username is None) != (self.admin_password is None):
             raise ValueError("admin_username and admin_password go together")
         return self

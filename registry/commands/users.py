@@ -173,81 +173,85 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["table", "json"], default="table")
 
 
+def _leaf(parent: Any, name: str, *positionals: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand with its plain positional arguments and the common options."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, **kwargs)
+    for positional in positionals:
+        parser.add_argument(positional)
+    _common(parser)
+    return parser
+
+
+def _local_accounts_only(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Refuse under auth_mode=external: the external issuer decides who may do what, and
+    Lading would ignore what these commands write (the admin API answers 409 likewise)."""
+
+    def run(args: argparse.Namespace) -> int:
+        if settings_from_args(args).auth_mode == "external":
+            print(EXTERNAL_REFUSAL, file=sys.stderr)
+            return 2
+        return func(args)
+
+    return run
+
+
+EXTERNAL_REFUSAL = (
+    "lading: auth_mode is external: accounts, groups, permissions, robots and public"
+    " repositories are managed by the external token issuer; Lading would ignore local ones"
+)
+
+
 def register(sub: Any) -> None:
     user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
     for name in ("add", "passwd"):
-        p = user.add_parser(name)
-        p.add_argument("name")
+        p = _leaf(user, name, "name")
         p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "add":
             p.add_argument("--admin", action="store_true")
-        _common(p)
-    for name in ("rm",):
-        p = user.add_parser(name)
-        p.add_argument("name")
-        _common(p)
+    _leaf(user, "rm", "name")
     for name in ("admin", "disable"):
-        p = user.add_parser(name)
-        p.add_argument("name")
-        p.add_argument("--off", dest="on", action="store_false")
-        _common(p)
-    _common(user.add_parser("ls"))
+        _leaf(user, name, "name").add_argument("--off", dest="on", action="store_false")
+    _leaf(user, "ls")
 
     group = sub.add_parser("group", help="groups (teams)").add_subparsers(
         dest="action", required=True
     )
-    for name in ("add", "rm"):
-        p = group.add_parser(name)
-        p.add_argument("name")
-        _common(p)
-    for name in ("member-add", "member-rm"):
-        p = group.add_parser(name)
-        p.add_argument("name")
-        p.add_argument("user")
-        _common(p)
+    _leaf(group, "add", "name")
+    _leaf(group, "rm", "name")
+    _leaf(group, "member-add", "name", "user")
+    _leaf(group, "member-rm", "name", "user")
 
     perm = sub.add_parser("perm", help="permission rules").add_subparsers(
         dest="action", required=True
     )
-    p = perm.add_parser("grant", help="e.g. grant group team 'team/*' pull,push")
+    p = _leaf(perm, "grant", help="e.g. grant group team 'team/*' pull,push")
     p.add_argument("subject_type", choices=["user", "group", "robot"])
-    p.add_argument("subject")
-    p.add_argument("pattern")
-    p.add_argument("actions")
-    _common(p)
-    p = perm.add_parser("revoke")
-    p.add_argument("id", type=int)
-    _common(p)
-    _common(perm.add_parser("ls"))
+    for positional in ("subject", "pattern", "actions"):
+        p.add_argument(positional)
+    _leaf(perm, "revoke").add_argument("id", type=int)
+    _leaf(perm, "ls")
 
     robot = sub.add_parser("robot", help="robot accounts / access tokens").add_subparsers(
         dest="action", required=True
     )
-    p = robot.add_parser("create")
-    p.add_argument("owner")
-    p.add_argument("name")
+    p = _leaf(robot, "create", "owner", "name")
     p.add_argument("--scope", action="append", default=[], help="PATTERN:ACTIONS, repeatable")
     p.add_argument(
         "--admin", action="store_true", help="admin scope (admin API); only for an admin's robot"
     )
     p.add_argument("--expires-days", type=int, default=None)
-    _common(p)
     for name in ("revoke", "rm"):
-        p = robot.add_parser(name)
-        p.add_argument("login", help="owner+name")
-        _common(p)
-    _common(robot.add_parser("ls"))
+        _leaf(robot, name).add_argument("login", help="owner+name")
+    _leaf(robot, "ls")
 
     public = sub.add_parser("public", help="repositories anyone may pull").add_subparsers(
         dest="action", required=True
     )
-    for name in ("add", "rm"):
-        p = public.add_parser(name)
-        p.add_argument("pattern")
-        _common(p)
-    _common(public.add_parser("ls"))
+    _leaf(public, "add", "pattern")
+    _leaf(public, "rm", "pattern")
+    _leaf(public, "ls")
 
     for parser, func in ((user, cmd_user), (group, cmd_group), (perm, cmd_perm),
                          (robot, cmd_robot), (public, cmd_public)):  # fmt: skip
         for choice in cast(dict[str, argparse.ArgumentParser], parser.choices).values():
-            choice.set_defaults(func=func)
+            choice.set_defaults(func=_local_accounts_only(func))

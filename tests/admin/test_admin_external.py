@@ -1,8 +1,13 @@
-"""Account endpoints under an external token issuer: a clear 409, nothing written."""
+"""Accounts under an external token issuer: the admin endpoints answer a clear 409 and
+the local commands refuse, nothing written (the issuer decides; local rows would be
+ignored). Public repository patterns too: only Lading's own issuer reads them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +15,7 @@ from admin_support import errors_of
 from conftest import GC_ENV, ONE_WORKER, READY_TIMEOUT
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from support.server import RegistryServer, start_lading
+from support.server import RegistryServer, lading_command, start_lading
 
 TOKEN = "external-admin-token-77"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -49,6 +54,9 @@ def external_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
         ("POST", "/accounts/groups", {"name": "team"}),
         ("GET", "/accounts/permissions", None),
         ("POST", "/accounts/robots", {"owner": "alice", "name": "ci", "admin": True}),
+        ("GET", "/accounts/public-repositories", None),
+        ("POST", "/accounts/public-repositories", {"pattern": "pub/*"}),
+        ("DELETE", "/accounts/public-repositories/1", None),
     ],
 )
 def test_account_endpoints_say_accounts_are_external(
@@ -63,9 +71,39 @@ def test_account_endpoints_say_accounts_are_external(
         assert client.request(method, path, json=body).status_code == 401
 
 
-def test_rest_of_admin_api_and_public_patterns_still_work(external_server: RegistryServer) -> None:
+def test_rest_of_admin_api_still_works(external_server: RegistryServer) -> None:
     with httpx.Client(base_url=f"{external_server.url}/admin/v1", timeout=60) as client:
         assert client.get("/usage", headers=HEADERS).status_code == 200
-        assert client.get("/accounts/public-repositories", headers=HEADERS).status_code == 200
+        assert client.get("/repositories", headers=HEADERS).status_code == 200
         document = client.get("/openapi.json").json()
         assert "409" in document["paths"]["/admin/v1/accounts/users"]["post"]["responses"]
+        public = document["paths"]["/admin/v1/accounts/public-repositories"]
+        assert "409" in public["post"]["responses"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["user", "add", "bob", "--password-stdin"],
+        ["user", "ls"],
+        ["group", "add", "team"],
+        ["perm", "grant", "user", "bob", "team/*", "pull"],
+        ["robot", "create", "bob", "ci", "--scope", "team/*:pull"],
+        ["public", "add", "pub/*"],
+    ],
+)
+def test_local_account_commands_refuse(tmp_path: Path, command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    env["LADING_AUTH_MODE"] = "external"
+    data_dir = tmp_path / "data"
+    result = subprocess.run(
+        [*lading_command(), *command, "--data-dir", str(data_dir)],
+        input="bob-password-1\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "managed by the external token issuer" in result.stderr
+    assert not data_dir.exists()  # refused before opening any database

@@ -265,6 +265,11 @@ def test_external_mode_verifies_with_configured_keys_only(
     token = issuer_side.issuer.issue("alice", required_access("GET", "blob", "a/b")).token
     assert ext.guard.check(f"Bearer {token}", required_access("GET", "blob", "a/b")).allowed
     assert not (tmp_path / "reg" / "auth").exists()  # no key generated in external mode
+    # The guard never consults public patterns (only Lading's /token issuer does): an
+    # anonymous pull gets the challenge, so configuring them here is refused, not ignored.
+    assert not ext.guard.check(None, required_access("GET", "blob", "a/b")).allowed
+    with pytest.raises(ValueError, match="public_repositories has no effect"):
+        make_settings(mode="external", trusted_public_keys=(pem,), public_repositories=("a/*",))
 
 
 def test_throttle_concurrent_first_failure(engine: Engine) -> None:

@@ -89,18 +89,18 @@ def admin_routes(
 async def _external_accounts(call: Call) -> Response:
     raise RegistryError(
         CONFLICT,
-        "accounts, groups, permissions and robots are managed by the external token issuer "
-        "(auth_mode=external); Lading keeps no local accounts in this mode",
+        "accounts, groups, permissions, robots and public repositories are managed by the "
+        "external token issuer (auth_mode=external); Lading keeps no local accounts in this mode",
     )
 
 
 def _managed_elsewhere(endpoint: Endpoint) -> Endpoint:
     """Account endpoints answer 409 under an external issuer: local rows would be ignored.
 
-    Public repository patterns stay: they are Lading's own anonymous-pull policy.
+    Public repository patterns too: only Lading's own token issuer grants anonymous pulls
+    from them; under an external issuer every request needs that issuer's token, so the
+    issuer decides what anonymous clients may pull.
     """
-    if endpoint.path.startswith("/accounts/public-repositories"):
-        return endpoint
     return dataclasses.replace(
         endpoint, handler=_external_accounts, other_statuses=(*endpoint.other_statuses, 409)
     )
