@@ -254,10 +254,12 @@ def gc_run(client: AdminClient, args: argparse.Namespace) -> None:
     run = client.request("POST", "/gc/runs", json={"dry_run": args.dry_run, "wait": False})
     started = time.monotonic()
     bar = ProgressBar("gc", only_tty=True)
-    while run["status"] == "running":
+    while True:  # the count at least once, however quick the pass
         status = client.get("/gc/status")
         bar.note(f"run {run['id']}: {time.monotonic() - started:.0f}s,"
                  f" {status['pending_reviews']} reviews pending")  # fmt: skip
+        if run["status"] != "running":
+            break
         time.sleep(args.poll)
         found = [r for r in client.get("/gc/runs", limit=50)["items"] if r["id"] == run["id"]]
         if found:
@@ -271,7 +273,8 @@ def gc_run(client: AdminClient, args: argparse.Namespace) -> None:
 def gc_status(client: AdminClient, args: argparse.Namespace) -> None:
     status = client.get("/gc/status")
     runs = [r for r in (status["running"], status["last"]) if r]
-    print(f"pending reviews: {status['pending_reviews']}", file=sys.stderr)
+    print(f"reviews due now: {status['pending_reviews']} (an object is collected once"
+          f" unreferenced for {status['review_delay_seconds']:g} s)", file=sys.stderr)  # fmt: skip
     emit(args, status, _run_rows(runs))
 
 
