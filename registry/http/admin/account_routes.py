@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from anyio import to_thread
 from starlette.responses import Response
@@ -21,6 +23,7 @@ ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 USERNAME = {"type": "string", "pattern": a.USERNAME_PATTERN, "maxLength": 64}
 GROUP = {"type": "string", "pattern": a.GROUP_PATTERN}
 LOGIN = {"type": "string", "pattern": a.ROBOT_LOGIN_PATTERN, "maxLength": 129}
+T = TypeVar("T")
 
 
 _PATH_GRAMMARS = {
@@ -93,6 +96,11 @@ def _robot(info: RobotInfo) -> a.RobotOut:
     return a.RobotOut.model_validate(_robot_fields(info))
 
 
+async def _as_caller(call: Call, change: Callable[..., T], *args: object) -> T:
+    """Run an account change in a worker thread; the service audits it as the caller's."""
+    return await to_thread.run_sync(change, call.principal.subject, *args)
+
+
 class AccountApi:
     def __init__(self, service: AccountAdmin) -> None:
         self.service = service
@@ -104,12 +112,8 @@ class AccountApi:
 
     async def create_user(self, call: Call) -> Response:
         body: a.UserIn = call.body
-        view = await to_thread.run_sync(
-            self.service.create_user,
-            call.principal.subject,
-            body.username,
-            body.password,
-            body.admin,
+        view = await _as_caller(
+            call, self.service.create_user, body.username, body.password, body.admin
         )
         return json_response(_user(view), 201)
 
@@ -131,9 +135,7 @@ class AccountApi:
         return json_response(_user(view))
 
     async def delete_user(self, call: Call) -> Response:
-        await to_thread.run_sync(
-            self.service.delete_user, call.principal.subject, _param(call, "username")
-        )
+        await _as_caller(call, self.service.delete_user, _param(call, "username"))
         return Response(status_code=204)
 
     # -- groups ------------------------------------------------------------------------------
@@ -143,9 +145,7 @@ class AccountApi:
 
     async def create_group(self, call: Call) -> Response:
         body: a.GroupIn = call.body
-        view = await to_thread.run_sync(
-            self.service.create_group, call.principal.subject, body.name
-        )
+        view = await _as_caller(call, self.service.create_group, body.name)
         return json_response(_group(view), 201)
 
     async def show_group(self, call: Call) -> Response:
@@ -153,27 +153,17 @@ class AccountApi:
         return json_response(_group(view))
 
     async def delete_group(self, call: Call) -> Response:
-        await to_thread.run_sync(
-            self.service.delete_group, call.principal.subject, _param(call, "group")
-        )
+        await _as_caller(call, self.service.delete_group, _param(call, "group"))
         return Response(status_code=204)
 
     async def add_member(self, call: Call) -> Response:
-        view = await to_thread.run_sync(
-            self.service.add_member,
-            call.principal.subject,
-            _param(call, "group"),
-            _param(call, "username"),
-        )
+        group, username = _param(call, "group"), _param(call, "username")
+        view = await _as_caller(call, self.service.add_member, group, username)
         return json_response(_group(view))
 
     async def remove_member(self, call: Call) -> Response:
-        view = await to_thread.run_sync(
-            self.service.remove_member,
-            call.principal.subject,
-            _param(call, "group"),
-            _param(call, "username"),
-        )
+        group, username = _param(call, "group"), _param(call, "username")
+        view = await _as_caller(call, self.service.remove_member, group, username)
         return json_response(_group(view))
 
     # -- permission rules --------------------------------------------------------------------
@@ -184,19 +174,14 @@ class AccountApi:
 
     async def create_rule(self, call: Call) -> Response:
         body: a.RuleIn = call.body
-        rule = await to_thread.run_sync(
-            self.service.create_rule,
-            call.principal.subject,
-            body.subject_type,
-            body.subject,
-            body.repository_pattern,
-            body.actions,
-        )
+        rule = await _as_caller(
+            call, self.service.create_rule, body.subject_type, body.subject,
+            body.repository_pattern, body.actions,
+        )  # fmt: skip
         return json_response(_rule(rule), 201)
 
     async def delete_rule(self, call: Call) -> Response:
-        rule_id = _id(call, "rule_id")
-        await to_thread.run_sync(self.service.delete_rule, call.principal.subject, rule_id)
+        await _as_caller(call, self.service.delete_rule, _id(call, "rule_id"))
         return Response(status_code=204)
 
     # -- robots ------------------------------------------------------------------------------
@@ -228,15 +213,11 @@ class AccountApi:
         return json_response(_robot(info))
 
     async def revoke_robot(self, call: Call) -> Response:
-        info = await to_thread.run_sync(
-            self.service.revoke_robot, call.principal.subject, _param(call, "login")
-        )
+        info = await _as_caller(call, self.service.revoke_robot, _param(call, "login"))
         return json_response(_robot(info))
 
     async def delete_robot(self, call: Call) -> Response:
-        await to_thread.run_sync(
-            self.service.delete_robot, call.principal.subject, _param(call, "login")
-        )
+        await _as_caller(call, self.service.delete_robot, _param(call, "login"))
         return Response(status_code=204)
 
     # -- public pull patterns -----------------------------------------------------------------
@@ -251,16 +232,11 @@ class AccountApi:
 
     async def add_public(self, call: Call) -> Response:
         body: a.PublicIn = call.body
-        stored = await to_thread.run_sync(
-            self.service.add_public_pattern, call.principal.subject, body.pattern
-        )
+        stored = await _as_caller(call, self.service.add_public_pattern, body.pattern)
         return json_response(a.PublicOut(id=stored.id, pattern=stored.pattern), 201)
 
     async def remove_public(self, call: Call) -> Response:
-        pattern_id = _id(call, "pattern_id")
-        await to_thread.run_sync(
-            self.service.remove_public_pattern, call.principal.subject, pattern_id
-        )
+        await _as_caller(call, self.service.remove_public_pattern, _id(call, "pattern_id"))
         return Response(status_code=204)
 
     # -- the table -------------------------------------------------------------------------

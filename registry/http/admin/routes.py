@@ -211,23 +211,23 @@ class AdminApi:
         items = [_manifest(m) for m in chunk]
         return json_response(s.ManifestPage(repository=name, items=items, next_cursor=cursor))
 
+    async def _delete(
+        self, call: Call, name: str, reference: str, action: str, target: str
+    ) -> Response:
+        """Delete a tag or a manifest (by digest), then record it in the audit log."""
+        await to_thread.run_sync(self.manifests.delete, name, reference)
+        await to_thread.run_sync(self.audit.record, call.principal.subject, action, target, None)
+        return json_response(s.DeletionOut(deleted=target))
+
     async def delete_tag(self, call: Call) -> Response:
         name = check_name(call.params["name"])
         tag = check_tag(call.params["tag"])
-        await to_thread.run_sync(self.manifests.delete, name, tag)
-        await to_thread.run_sync(
-            self.audit.record, call.principal.subject, "tag.delete", f"{name}:{tag}", None
-        )
-        return json_response(s.DeletionOut(deleted=f"{name}:{tag}"))
+        return await self._delete(call, name, tag, "tag.delete", f"{name}:{tag}")
 
     async def delete_manifest(self, call: Call) -> Response:
         name = check_name(call.params["name"])
         digest = str(parse_digest(call.params["digest"]))
-        await to_thread.run_sync(self.manifests.delete, name, digest)
-        await to_thread.run_sync(
-            self.audit.record, call.principal.subject, "manifest.delete", f"{name}@{digest}", None
-        )
-        return json_response(s.DeletionOut(deleted=f"{name}@{digest}"))
+        return await self._delete(call, name, digest, "manifest.delete", f"{name}@{digest}")
 
     async def inspect(self, call: Call) -> Response:
         name = check_name(call.params["name"])
