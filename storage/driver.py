@@ -145,7 +145,9 @@ class Driver(Protocol):
         """Open a writer that appends after ``state.size`` durable bytes.
 
         Bytes beyond ``state.size`` left by an earlier abandoned writer are
-        discarded. Raises :class:`UploadStateInvalid` if the upload is gone.
+        discarded. Raises :class:`UploadStateInvalid` if the upload is gone;
+        a driver may find that out only at the writer's first ``write`` that
+        stores bytes, or at ``close``, which then raise it (nothing is stored).
         """
 
     def read_upload(self, state: UploadState) -> Iterator[bytes]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,11 +97,17 @@ class S3UploadWriter:
         self._pipeline = PartPipeline(
             driver.executor, self._send_part, driver.config.max_concurrency
         )
-        # The tail comes first: the next part is tail + new bytes.
-        tail = driver.read_internal(token.tail, token.tail_size)
         self._buffer: bytearray | None = None
         self._filled = 0
-        if tail:
+        # The tail object also proves the upload still exists. An empty one (every
+        # PATCH of whole parts) is checked in the background, off the request's path,
+        # and the check is joined before anything is sent to S3 or returned.
+        self._tail_check: Future[bytes] | None = None
+        if token.tail_size == 0:
+            self._tail_check = driver.executor.submit(driver.read_internal, token.tail, 0)
+        else:
+            # The tail comes first: the next part is tail + new bytes.
+            tail = driver.read_internal(token.tail, token.tail_size)
             self._take_buffer()[: len(tail)] = tail
             self._filled = len(tail)
         self._dirty = False
@@ -138,7 +145,14 @@ class S3UploadWriter:
             if self._filled == self._part_size:
                 self._submit_part()
 
+    def _check_exists(self) -> None:
+        """Join the background tail check; raises UploadStateInvalid if the upload is gone."""
+        check, self._tail_check = self._tail_check, None
+        if check is not None:
+            check.result()
+
     def _submit_part(self) -> None:
+        self._check_exists()
         if self._mpu is None:
             self._mpu = self._driver.create_multipart(self._base.upload_id)
         assert self._buffer is not None
@@ -170,8 +184,10 @@ class S3UploadWriter:
         self._closed = True
         if not self._dirty:
             self._drop_buffer()
+            self._check_exists()
             return self._base.state()
         try:
+            self._check_exists()
             # Every part must be in S3 before the state that names it is returned.
             parts = self._base.parts + tuple(self._pipeline.drain())
             tail_bytes = self._drop_buffer(keep_bytes=True)
@@ -196,6 +212,9 @@ class S3UploadWriter:
         self._closed = True
         self._drop_buffer()
         self._pipeline.cancel(drop_queued=False)
+        if self._tail_check is not None:
+            wait([self._tail_check])  # its outcome no longer matters
+            self._tail_check = None
 
 
 def new_tail_name(upload_prefix: str) -> str:

@@ -218,6 +218,9 @@ class Appender:
             self.hasher.update(data)
         try:
             self._writer.write(data)
+        except UploadStateInvalid as exc:
+            # A driver may find the upload gone only at its first write or close.
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": self.upload_id}) from exc
         except StorageError as exc:
             raise _unavailable(exc) from exc
         self.size += len(data)
@@ -236,6 +239,8 @@ class Appender:
     def close_writer(self, final: bool = False) -> UploadState:
         try:
             return self._writer.close(final=final)
+        except UploadStateInvalid as exc:
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": self.upload_id}) from exc
         except StorageError as exc:
             raise _unavailable(exc) from exc
 

@@ -335,3 +335,34 @@ def test_blob_over_the_part_limit_answers_413(
         )
         assert pushed.status_code == 201, pushed.text[:500]
     assert s3.upload_leftovers() == []
+
+
+def test_patch_to_an_upload_lost_from_the_bucket_answers_404(
+    s3: S3Target, s3_lading: Callable[..., RegistryServer]
+) -> None:
+    # Two whole 8 MiB parts leave an empty tail, whose existence the next PATCH
+    # checks in the background: it must still answer 404 and store nothing.
+    data = random.Random(7).randbytes(24 * MiB)
+    server = s3_lading()
+    with server.client() as client:
+        url = start_upload(client, "s3e2e/lost")
+        url = patch(client, url, 0, data[: 16 * MiB])
+        bucket = s3.client()
+        for upload in bucket.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []):
+            bucket.abort_multipart_upload(
+                Bucket=s3.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for key in s3.upload_leftovers():
+            bucket.delete_object(Bucket=s3.bucket, Key=key)
+        assert s3.upload_leftovers() == []
+        response = client.patch(
+            url,
+            content=data[16 * MiB :],
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{16 * MiB}-{24 * MiB - 1}",
+            },
+        )
+        assert response.status_code == 404, response.text[:500]
+        assert response.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+        assert s3.upload_leftovers() == []

@@ -219,6 +219,24 @@ def test_abort(driver: Driver) -> None:
     assert [u for u, _ in driver.list_uploads()] == []
 
 
+@pytest.mark.parametrize("size", [0, 10 * MiB])
+def test_aborted_upload_cannot_be_continued(driver: Driver, size: int) -> None:
+    # 0 and 10 MiB (two whole 5 MiB parts) leave no tail bytes: S3 checks such
+    # an upload's existence in the background, so resume may not raise yet,
+    # but nothing may be stored and writing or closing must then raise.
+    state = upload(driver, "gone-aligned", [os.urandom(size)])
+    driver.abort_upload(state)
+    for piece in (b"", os.urandom(6 * MiB)):
+        with pytest.raises(UploadStateInvalid):
+            writer = driver.resume_upload(state)
+            try:
+                writer.write(piece)
+                writer.close()
+            finally:
+                writer.abandon()
+    assert list(driver.list_uploads()) == []
+
+
 def test_list_uploads(driver: Driver) -> None:
     small = upload(driver, "u-small", [b"1234"])
     big = upload(driver, "u-big", [os.urandom(6 * MiB)])
