@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -18,7 +17,6 @@ from registry.db.engine import Database
 from registry.db.raw import RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
-    BLOB_TOO_LARGE,
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
     RANGE_INVALID,
@@ -28,22 +26,10 @@ from registry.domain.errors import (
 from registry.domain.hashing import Hasher, new_hasher
 from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
-from storage.driver import (
-    Driver,
-    ObjectTooLarge,
-    StorageError,
-    StorageUnavailable,
-    UploadState,
-    UploadStateInvalid,
-    UploadWriter,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class UploadStatus:
-    id: str
-    repository: str
-    size: int
+from registry.services.upload_appender import RELEASE_LEASE, busy_error, driver_errors, lease_expiry
+from registry.services.upload_appender import Appender as Appender
+from registry.services.upload_appender import UploadStatus as UploadStatus
+from storage.driver import Driver, StorageError, StorageUnavailable, UploadState
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,33 +56,15 @@ _INSERT_ROW = (
     " hash_algorithm, hash_state, created_at, updated_at)"
     " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
 )
-# Recorded only by the lease holder, and only over the size it started from.
-_UPDATE_ROW = (
-    "UPDATE upload_sessions SET driver_state = :state, size = :size, hash_state = :hash,"
-    " updated_at = :now, lease_token = NULL, lease_expires_at = NULL"
-    " WHERE id = :id AND size = :start AND lease_token = :lease"
-)
 _TAKE_LEASE = (
     "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = :expires"
     " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < :now)"
-)
-_RENEW_LEASE = (
-    "UPDATE upload_sessions SET lease_expires_at = :expires WHERE id = :id AND lease_token = :lease"
-)
-_RELEASE_LEASE = (
-    "UPDATE upload_sessions SET lease_token = NULL, lease_expires_at = NULL"
-    " WHERE id = :id AND lease_token = :lease"
 )
 # Ending a session claims its row first: no other request may be writing it.
 _CLAIM_ROW = (
     "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
     " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < :now)"
 )
-# A writer killed mid-request blocks its upload until the lease expires, so keep
-# it short; a streaming writer renews it (one small transaction) before writing
-# whenever RENEW_EVERY has passed, so it never writes on an expired lease.
-LEASE_SECONDS = 30.0
-RENEW_EVERY = 5.0
 # Re-linking renews the link's age: online GC spares links younger than its
 # grace period, so a client re-pushing a layer is not raced by the collector.
 _LINK = (
@@ -111,30 +79,6 @@ _RECORD_BLOB = (
 
 
 _BLOB_EXISTS = "SELECT 1 FROM blobs WHERE digest = :digest"
-
-
-def _busy(upload_id: str, repository: str, size: int) -> RegistryError:
-    return RegistryError(
-        RANGE_INVALID,
-        "another request is writing this upload",
-        detail={"upload": upload_id},
-        headers={
-            "Range": f"0-{max(size - 1, 0)}",
-            "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
-            "Docker-Upload-UUID": upload_id,
-        },
-    )
-
-
-def _expiry(tx: RawTx, seconds: float = LEASE_SECONDS) -> object:
-    return tx.timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
-
-
-def _unavailable(exc: StorageError) -> RegistryError:
-    if isinstance(exc, ObjectTooLarge):
-        # A limit of the backend, not an outage: a retry cannot help.
-        return RegistryError(BLOB_TOO_LARGE, str(exc))
-    return RegistryError(UNAVAILABLE, f"storage error: {exc}")
 
 
 def _blob_row(tx: RawTx, digest: str) -> tuple[int, str] | None:
@@ -172,98 +116,6 @@ def _record_blob(tx: RawTx, repository: str, digest: str, size: int, key: str) -
     return row
 
 
-class Appender:
-    """Appends one request's bytes to an upload; all methods block (run in threads)."""
-
-    def __init__(
-        self,
-        service: UploadService,
-        upload_id: str,
-        repository: str,
-        start: int,
-        writer: UploadWriter,
-        hasher: Hasher | None,
-        *,
-        recorded: bool,
-        initial_state: UploadState | None = None,
-        lease: str | None = None,
-    ) -> None:
-        self._service = service
-        self.upload_id = upload_id
-        self.repository = repository
-        self.start = start
-        self._writer = writer
-        self.hasher = hasher
-        self.size = start
-        # A direct (single-request) upload has no row to update.
-        self.recorded = recorded
-        self._initial_state = initial_state
-        self.lease = lease
-        self._renewed_at = time.monotonic()
-
-    def _renew(self) -> None:
-        """Keep the lease while streaming; losing it means another writer may start."""
-        self._renewed_at = time.monotonic()
-        with self._service.db.raw_transaction() as tx:
-            kept = tx.run(
-                _RENEW_LEASE, {"expires": _expiry(tx), "id": self.upload_id, "lease": self.lease}
-            )
-        if not kept:
-            raise _busy(self.upload_id, self.repository, self.start)
-
-    def write(self, data: bytes) -> None:
-        if self.lease is not None and time.monotonic() - self._renewed_at > RENEW_EVERY:
-            self._renew()
-        if self.hasher is not None:
-            self.hasher.update(data)
-        try:
-            self._writer.write(data)
-        except UploadStateInvalid as exc:
-            # A driver may find the upload gone only at its first write or close.
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": self.upload_id}) from exc
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
-        self.size += len(data)
-
-    def abandon(self) -> None:
-        with contextlib.suppress(StorageError):
-            self._writer.abandon()
-        if self.lease is not None:
-            with contextlib.suppress(Exception), self._service.db.raw_transaction() as tx:
-                tx.run(_RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
-        if not self.recorded and self._initial_state is not None:
-            # Nothing refers to a direct upload: drop its bytes now.
-            with contextlib.suppress(StorageError):
-                self._service.driver.abort_upload(self._initial_state)
-
-    def close_writer(self, final: bool = False) -> UploadState:
-        try:
-            return self._writer.close(final=final)
-        except UploadStateInvalid as exc:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": self.upload_id}) from exc
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
-
-    def finish(self) -> UploadStatus:
-        """Make the bytes durable, then record the new state."""
-        state = self.close_writer()
-        hash_state = self.hasher.saved_state() if self.hasher is not None else None
-        params = {
-            "state": state.token,
-            "size": state.size,
-            "hash": hash_state,
-            "id": self.upload_id,
-            "start": self.start,
-            "lease": self.lease,
-        }
-        changed = self._service.db.run_raw(
-            lambda tx: tx.run(_UPDATE_ROW, {**params, "now": tx.timestamp()})
-        )
-        if not changed:
-            raise _busy(self.upload_id, self.repository, self.start)
-        return UploadStatus(self.upload_id, self.repository, state.size)
-
-
 class UploadService:
     def __init__(self, db: Database, driver: Driver) -> None:
         self.db = db
@@ -282,10 +134,8 @@ class UploadService:
         return row
 
     def _start_driver(self, upload_id: str) -> UploadState:
-        try:
+        with driver_errors():
             return self.driver.start_upload(upload_id)
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
 
     def start(
         self, repository: str, subject: str | None, algorithm: str = "sha256"
@@ -308,12 +158,11 @@ class UploadService:
         """A one-request upload: no row until the blob itself is committed."""
         upload_id = uuid.uuid4().hex
         state = self._start_driver(upload_id)
-        try:
+        with driver_errors():
             writer = self.driver.resume_upload(state)
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
         return Appender(
-            self,
+            self.db,
+            self.driver,
             upload_id,
             repository,
             0,
@@ -354,56 +203,54 @@ class UploadService:
             )
         if final and row.size == 0:
             self._claim(repository, row.id, 0, None)
-            try:
+            with driver_errors(upload_id):
                 writer = self.driver.resume_upload(row.state)
-            except UploadStateInvalid as exc:
-                raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-            except StorageError as exc:
-                raise _unavailable(exc) from exc
             # Nothing was hashed yet, so an in-memory hasher of any kind will do.
             fresh = new_hasher(row.hash_algorithm)
-            return Appender(self, row.id, repository, 0, writer, fresh, recorded=False,
-                            initial_state=row.state)  # fmt: skip
+            return Appender(self.db, self.driver, row.id, repository, 0, writer, fresh,
+                            recorded=False, initial_state=row.state)  # fmt: skip
         lease = uuid.uuid4().hex
         taken = self.db.run_raw(
             lambda tx: tx.run(
                 _TAKE_LEASE,
-                {"lease": lease, "expires": _expiry(tx), "id": row.id, "size": row.size,
+                {"lease": lease, "expires": lease_expiry(tx), "id": row.id, "size": row.size,
                  "now": tx.timestamp()},
             )
         )  # fmt: skip
         if not taken:
-            raise _busy(row.id, repository, row.size)
+            raise busy_error(row.id, repository, row.size)
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
         try:
-            writer = self.driver.resume_upload(row.state)
-        except (UploadStateInvalid, StorageError) as exc:
+            with driver_errors(upload_id):
+                writer = self.driver.resume_upload(row.state)
+        except RegistryError:
+            # Only a driver error lands here: give the lease back before answering.
             with self.db.raw_transaction() as tx:
-                tx.run(_RELEASE_LEASE, {"id": row.id, "lease": lease})
-            if isinstance(exc, UploadStateInvalid):
-                raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-            raise _unavailable(exc) from exc
+                tx.run(RELEASE_LEASE, {"id": row.id, "lease": lease})
+            raise
         return Appender(
-            self, row.id, repository, row.size, writer, hasher, recorded=True, lease=lease
+            self.db,
+            self.driver,
+            row.id,
+            repository,
+            row.size,
+            writer,
+            hasher,
+            recorded=True,
+            lease=lease,
         )
 
     def _commit_storage(self, state: UploadState, digest: Digest, upload_id: str) -> str:
-        try:
+        with driver_errors(upload_id):
             return self.driver.commit_upload(state, f"{digest.storage_key}.{upload_id}")
-        except UploadStateInvalid as exc:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
 
     def _hash_object(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
-        try:
+        with driver_errors():
             for chunk in self.driver.read(key):
                 hasher.update(chunk)
-        except StorageError as exc:
-            raise _unavailable(exc) from exc
         return hasher.hexdigest()
 
     def complete(
@@ -537,7 +384,7 @@ class UploadService:
             )
         )
         if not claimed:
-            raise _busy(upload_id, repository, size)
+            raise busy_error(upload_id, repository, size)
 
     def cancel(self, repository: str, upload_id: str, subject: str | None) -> None:
         row = self._load(repository, upload_id, subject)

@@ -1,0 +1,187 @@
+"""Appending one request's bytes to an upload, under a lease on its session row.
+
+Also the helpers an upload service shares with it: the lease statements, the
+"busy" answer and the mapping of driver errors to registry errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from registry.db.engine import Database
+from registry.db.raw import RawTx
+from registry.domain.errors import (
+    BLOB_TOO_LARGE,
+    BLOB_UPLOAD_UNKNOWN,
+    RANGE_INVALID,
+    UNAVAILABLE,
+    RegistryError,
+)
+from registry.domain.hashing import Hasher
+from storage.driver import (
+    Driver,
+    ObjectTooLarge,
+    StorageError,
+    UploadState,
+    UploadStateInvalid,
+    UploadWriter,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    id: str
+    repository: str
+    size: int
+
+
+# Recorded only by the lease holder, and only over the size it started from.
+_UPDATE_ROW = (
+    "UPDATE upload_sessions SET driver_state = :state, size = :size, hash_state = :hash,"
+    " updated_at = :now, lease_token = NULL, lease_expires_at = NULL"
+    " WHERE id = :id AND size = :start AND lease_token = :lease"
+)
+_RENEW_LEASE = (
+    "UPDATE upload_sessions SET lease_expires_at = :expires WHERE id = :id AND lease_token = :lease"
+)
+RELEASE_LEASE = (
+    "UPDATE upload_sessions SET lease_token = NULL, lease_expires_at = NULL"
+    " WHERE id = :id AND lease_token = :lease"
+)
+# A writer killed mid-request blocks its upload until the lease expires, so keep
+# it short; a streaming writer renews it (one small transaction) before writing
+# whenever RENEW_EVERY has passed, so it never writes on an expired lease.
+LEASE_SECONDS = 30.0
+RENEW_EVERY = 5.0
+
+
+def busy_error(upload_id: str, repository: str, size: int) -> RegistryError:
+    return RegistryError(
+        RANGE_INVALID,
+        "another request is writing this upload",
+        detail={"upload": upload_id},
+        headers={
+            "Range": f"0-{max(size - 1, 0)}",
+            "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
+            "Docker-Upload-UUID": upload_id,
+        },
+    )
+
+
+def lease_expiry(tx: RawTx, seconds: float = LEASE_SECONDS) -> object:
+    return tx.timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+
+
+def _unavailable(exc: StorageError) -> RegistryError:
+    if isinstance(exc, ObjectTooLarge):
+        # A limit of the backend, not an outage: a retry cannot help.
+        return RegistryError(BLOB_TOO_LARGE, str(exc))
+    return RegistryError(UNAVAILABLE, f"storage error: {exc}")
+
+
+@contextlib.contextmanager
+def driver_errors(upload_id: str | None = None) -> Iterator[None]:
+    """Raise a driver's StorageError as the RegistryError a client gets.
+
+    With ``upload_id``, a lost upload (UploadStateInvalid) is BLOB_UPLOAD_UNKNOWN;
+    without it (no upload state involved yet) every driver error is an outage.
+    """
+    try:
+        yield
+    except UploadStateInvalid as exc:
+        if upload_id is None:
+            raise _unavailable(exc) from exc
+        raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
+    except StorageError as exc:
+        raise _unavailable(exc) from exc
+
+
+class Appender:
+    """Appends one request's bytes to an upload; all methods block (run in threads)."""
+
+    def __init__(
+        self,
+        db: Database,
+        driver: Driver,
+        upload_id: str,
+        repository: str,
+        start: int,
+        writer: UploadWriter,
+        hasher: Hasher | None,
+        *,
+        recorded: bool,
+        initial_state: UploadState | None = None,
+        lease: str | None = None,
+    ) -> None:
+        self._db = db
+        self._driver = driver
+        self.upload_id = upload_id
+        self.repository = repository
+        self.start = start
+        self._writer = writer
+        self.hasher = hasher
+        self.size = start
+        # A direct (single-request) upload has no row to update.
+        self.recorded = recorded
+        self._initial_state = initial_state
+        self.lease = lease
+        self._renewed_at = time.monotonic()
+
+    def _renew(self) -> None:
+        """Keep the lease while streaming; losing it means another writer may start."""
+        self._renewed_at = time.monotonic()
+        with self._db.raw_transaction() as tx:
+            kept = tx.run(
+                _RENEW_LEASE,
+                {"expires": lease_expiry(tx), "id": self.upload_id, "lease": self.lease},
+            )
+        if not kept:
+            raise busy_error(self.upload_id, self.repository, self.start)
+
+    def write(self, data: bytes) -> None:
+        if self.lease is not None and time.monotonic() - self._renewed_at > RENEW_EVERY:
+            self._renew()
+        if self.hasher is not None:
+            self.hasher.update(data)
+        # A driver may find the upload gone only at its first write or close.
+        with driver_errors(self.upload_id):
+            self._writer.write(data)
+        self.size += len(data)
+
+    def abandon(self) -> None:
+        with contextlib.suppress(StorageError):
+            self._writer.abandon()
+        if self.lease is not None:
+            with contextlib.suppress(Exception), self._db.raw_transaction() as tx:
+                tx.run(RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
+        if not self.recorded and self._initial_state is not None:
+            # Nothing refers to a direct upload: drop its bytes now.
+            with contextlib.suppress(StorageError):
+                self._driver.abort_upload(self._initial_state)
+
+    def close_writer(self, final: bool = False) -> UploadState:
+        with driver_errors(self.upload_id):
+            return self._writer.close(final=final)
+
+    def finish(self) -> UploadStatus:
+        """Make the bytes durable, then record the new state."""
+        state = self.close_writer()
+        hash_state = self.hasher.saved_state() if self.hasher is not None else None
+        params = {
+            "state": state.token,
+            "size": state.size,
+            "hash": hash_state,
+            "id": self.upload_id,
+            "start": self.start,
+            "lease": self.lease,
+        }
+        changed = self._db.run_raw(
+            lambda tx: tx.run(_UPDATE_ROW, {**params, "now": tx.timestamp()})
+        )
+        if not changed:
+            raise busy_error(self.upload_id, self.repository, self.start)
+        return UploadStatus(self.upload_id, self.repository, state.size)
