@@ -24,6 +24,8 @@ METRICS = [
     Metric("big_blobs", "push_mono_mbs", "1 GiB push, monolithic", "MB/s", True),
     Metric("big_blobs", "push_chunked_mbs", "1 GiB push, 16 MiB PATCHes", "MB/s", True),
     Metric("big_blobs", "pull_mbs", "1 GiB pull", "MB/s", True),
+    # Not the registry's: the disk's own durable write rate just before its pushes.
+    Metric("big_blobs", "disk_fill_mbs", "disk: write+fsync onto new blocks", "MB/s", True),
     Metric("big_blobs", "peak_rss_mib", "server peak RSS during 1 GiB pushes", "MiB", False),
     Metric("blob_head", "head_p50_ms", "blob HEAD p50 (sequential)", "ms", False),
     Metric("blob_head", "head_p99_ms", "blob HEAD p99 (sequential)", "ms", False),
@@ -190,6 +192,15 @@ def notes(results: Results) -> list[str]:
             out.append(
                 f"{server}: host load average up to {max(loads):.1f} on {cores} cores during "
                 "its workloads (other processes were busy): numbers are noisy"
+            )
+    ref_push = value(results, "reference", "big_blobs", "push_chunked_mbs")
+    for server in results:
+        fill = value(results, server, "big_blobs", "disk_fill_mbs")
+        if isinstance(fill, float) and isinstance(ref_push, float) and fill < 2 * ref_push:
+            out.append(
+                f"{server}: the disk wrote new blocks at {fill:.0f} MB/s with fsync just "
+                "before its pushes, under 2x the reference's chunked push: a durable push "
+                "onto new blocks cannot reach 2x there (bench/disk.py)"
             )
     for server, wls in results.items():
         if server == "meta":
