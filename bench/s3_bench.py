@@ -36,9 +36,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.httpc import BenchError, location_path, sync_conn, sync_request, with_digest
 from bench.servers import REPO_ROOT, ClientCpu, ProcSampler, Server, start_lading
-from bench.workloads import CHUNK, BigBlob, _upload_start, make_big_blob, pull, push_monolithic
+from bench.workloads import (
+    CHUNK,
+    BigBlob,
+    make_big_blob,
+    pull,
+    push_chunked,
+    push_monolithic,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from s3servers import S3Server, start_moto, start_rclone
@@ -154,52 +160,10 @@ def boto3_round(
     }
 
 
-def push_phases(lading: Server, repo: str, blob: BigBlob, digest: str) -> dict[str, float]:
-    """A chunked push (16 MiB PATCHes, then PUT ?digest=), timed by phase."""
-    conn = sync_conn(lading.base, timeout=600)
-    waits: list[float] = []
-    try:
-        loc = _upload_start(conn, repo)
-        started = time.perf_counter()
-        offset = 0
-        for pre, rest in blob.chunks():
-            n = len(pre) + len(rest)
-            conn.putrequest("PATCH", location_path(loc), skip_accept_encoding=True)
-            conn.putheader("Content-Type", "application/octet-stream")
-            conn.putheader("Content-Length", str(n))
-            conn.putheader("Content-Range", f"{offset}-{offset + n - 1}")
-            conn.endheaders()
-            conn.send(pre)
-            conn.send(rest)
-            sent = time.perf_counter()
-            resp = conn.getresponse()
-            body = resp.read()
-            waits.append(time.perf_counter() - sent)
-            if resp.status != 202:
-                raise BenchError(f"PATCH at {offset}: {resp.status} {body[:200]!r}")
-            loc = resp.getheader("Location") or loc
-            offset += n
-        patched = time.perf_counter()
-        status, _, body = sync_request(
-            conn, "PUT", with_digest(loc, digest), {"Content-Length": "0"}, b""
-        )
-        if status != 201:
-            raise BenchError(f"PUT after PATCHes: {status} {body[:200]!r}")
-        done = time.perf_counter()
-    finally:
-        conn.close()
-    return {
-        "patches_s": patched - started,
-        "commit_s": done - patched,
-        "patch_wait_ms": statistics.median(waits) * 1000,
-        "patches": len(waits),
-    }
-
-
 def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
     settle()
     with ProcSampler(lading.pid) as mem, ClientCpu() as up:
-        phases = push_phases(lading, repo, blob, digest)
+        phases = push_chunked(lading, repo, blob, digest)
     settle()
     with ProcSampler(lading.pid) as pull_mem, ClientCpu() as down:
         pull(lading, repo, digest, blob.size)

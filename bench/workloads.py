@@ -103,11 +103,17 @@ def push_monolithic(server: Server, repo: str, blob: BigBlob, digest: str) -> No
         conn.close()
 
 
-def push_chunked(server: Server, repo: str, blob: BigBlob, digest: str) -> None:
-    """POST, 16 MiB PATCHes with Content-Range, then PUT ?digest= with no body."""
-    conn = sync_conn(server.base, timeout=300)
+def push_chunked(server: Server, repo: str, blob: BigBlob, digest: str) -> dict[str, float]:
+    """POST, 16 MiB PATCHes with Content-Range, then PUT ?digest= with no body.
+
+    Returns the phases: the PATCHes, the final PUT, and the median wait from a
+    PATCH's last byte to its 202.
+    """
+    conn = sync_conn(server.base, timeout=600)
+    waits: list[float] = []
     try:
         loc = _upload_start(conn, repo)
+        started = time.perf_counter()
         offset = 0
         for pre, rest in blob.chunks():
             n = len(pre) + len(rest)
@@ -118,19 +124,29 @@ def push_chunked(server: Server, repo: str, blob: BigBlob, digest: str) -> None:
             conn.endheaders()
             conn.send(pre)
             conn.send(rest)
+            sent = time.perf_counter()
             resp = conn.getresponse()
             body = resp.read()
+            waits.append(time.perf_counter() - sent)
             if resp.status != 202:
                 raise BenchError(f"PATCH at {offset}: {resp.status} {body[:200]!r}")
             loc = resp.getheader("Location") or loc
             offset += n
+        patched = time.perf_counter()
         status, _, body = sync_request(
             conn, "PUT", with_digest(loc, digest), {"Content-Length": "0"}, b""
         )
         if status != 201:
             raise BenchError(f"PUT after PATCHes: {status} {body[:200]!r}")
+        done = time.perf_counter()
     finally:
         conn.close()
+    return {
+        "patches_s": patched - started,
+        "commit_s": done - patched,
+        "patch_wait_ms": statistics.median(waits) * 1000,
+        "patches": len(waits),
+    }
 
 
 def pull(server: Server, repo: str, digest: str, size: int) -> None:
