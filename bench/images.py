@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import tarfile
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from bench.servers import Server, stop_pid
 
 MiB = 1024 * 1024
+PULLS = 3  # docker pulls per server; the median is reported
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
@@ -217,9 +219,13 @@ class DockerEngine:
         self.docker("tag", self.image, remote)
         push = _timed(["docker", "push", "-q", remote], timeout, self.env)
         self._wipe(remote)
-        pull = _timed(["docker", "pull", "-q", remote], timeout, self.env)
-        self._wipe(remote)
-        return {"push_s": push, "pull_s": pull}
+        # A pull takes about half a second, so one run swings by +-10 %: take the median
+        # of a few (each after removing every local copy). A push can run only once.
+        pulls = []
+        for _ in range(PULLS):
+            pulls.append(_timed(["docker", "pull", "-q", remote], timeout, self.env))
+            self._wipe(remote)
+        return {"push_s": push, "pull_s": statistics.median(pulls), "pulls_s": pulls}
 
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
