@@ -271,7 +271,7 @@ class GcRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # "running", "ok", "failed", or "abandoned": its process died mid-pass (its lease
-    # ran out; the next pass or status query notices).
+    # ran out by the database's clock; status queries report it, the next pass stores it).
     status: Mapped[str] = mapped_column(String(16))
     dry_run: Mapped[bool] = mapped_column(Boolean)
     trigger: Mapped[str] = mapped_column(String(16))

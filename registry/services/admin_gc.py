@@ -2,6 +2,8 @@
 
 A triggered pass runs in a thread of the process that received the request; any
 process answers status and history from the ``gc_runs`` table and the review queues.
+Answers never write: a "running" row whose lease ran out (by the database's clock)
+reads "abandoned"; the next pass stores that (see registry.services.gc_runs).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import datetime as dt
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, not_, select
+from sqlalchemy.orm import Session
 
 from registry.db.engine import Database
 from registry.db.models import GcRun
 from registry.domain.errors import CONFLICT, UNAVAILABLE, RegistryError
 from registry.services.audit import AuditService
 from registry.services.gc import GarbageCollector
+from registry.services.gc_runs import ABANDONED_ERROR, abandoned_at, db_clock, is_live, stale
 
 log = logging.getLogger("lading.admin.gc")
 
@@ -48,8 +52,10 @@ class GcStatus:
     review_delay_seconds: float
 
 
-def _view(row: GcRun) -> GcRunView:
-    return GcRunView(
+def _view(row: GcRun, now: dt.datetime) -> GcRunView:
+    """The row as the API shows it: derived "abandoned" if its lease ran out by ``now``,
+    exactly as the next pass will store it."""
+    view = GcRunView(
         id=row.id,
         status=row.status,
         trigger=row.trigger,
@@ -64,6 +70,11 @@ def _view(row: GcRun) -> GcRunView:
         bytes_freed=row.bytes_freed,
         error=row.error,
     )
+    if stale(row, now):
+        view = replace(
+            view, status="abandoned", finished_at=abandoned_at(row), error=ABANDONED_ERROR
+        )
+    return view
 
 
 class GcControl:
@@ -74,13 +85,12 @@ class GcControl:
         self._busy = threading.Lock()
 
     def runs(self, limit: int, before_id: int | None = None) -> tuple[list[GcRunView], int | None]:
-        # Rows of passes whose process died read "abandoned", not "running" forever.
-        self.collector.history.mark_abandoned()
         query = select(GcRun).order_by(GcRun.id.desc()).limit(limit + 1)
         if before_id is not None:
             query = query.where(GcRun.id < before_id)
         with self.db.read() as session:
-            rows = [_view(r) for r in session.scalars(query)]
+            now = db_clock(session)
+            rows = [_view(r, now) for r in session.scalars(query)]
         if len(rows) > limit:
             return rows[:limit], rows[limit - 1].id
         return rows, None
@@ -88,25 +98,17 @@ class GcControl:
     def run(self, run_id: int) -> GcRunView | None:
         with self.db.read() as session:
             row = session.get(GcRun, run_id)
-            return _view(row) if row is not None else None
-
-    def _running(self) -> GcRunView | None:
-        with self.db.read() as session:
-            row = session.scalars(
-                select(GcRun).where(GcRun.status == "running").order_by(GcRun.id.desc()).limit(1)
-            ).first()
-            return _view(row) if row is not None else None
+            return _view(row, db_clock(session)) if row is not None else None
 
     def status(self) -> GcStatus:
-        self.collector.history.mark_abandoned()
         with self.db.read() as session:
-            last = session.scalars(
-                select(GcRun).where(GcRun.status != "running").order_by(GcRun.id.desc()).limit(1)
-            ).first()
-            last_view = _view(last) if last is not None else None
+            now = db_clock(session)
+            # "last" is the newest pass that is over, abandoned ones included.
+            running = _newest(session, now, is_live(now))
+            last = _newest(session, now, not_(is_live(now)))
         return GcStatus(
-            running=self._running(),
-            last=last_view,
+            running=running,
+            last=last,
             pending_reviews=self.collector.pending(),
             review_delay_seconds=self.collector.review_delay,
         )
@@ -150,4 +152,9 @@ class GcControl:
             row = session.scalars(
                 select(GcRun).where(GcRun.id > run_id).order_by(GcRun.id).limit(1)
             ).first()
-            return _view(row) if row is not None else None
+            return _view(row, db_clock(session)) if row is not None else None
+
+
+def _newest(session: Session, now: dt.datetime, condition: ColumnElement[bool]) -> GcRunView | None:
+    row = session.scalars(select(GcRun).where(condition).order_by(GcRun.id.desc()).limit(1)).first()
+    return _view(row, now) if row is not None else None

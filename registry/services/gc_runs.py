@@ -1,10 +1,13 @@
 """The ``gc_runs`` history: one row per pass, kept alive by a renewed lease.
 
 A pass that dies without finishing (``kill -9``, a lost host) cannot mark its
-own row, so it renews ``lease_until`` from a thread while it runs; any later
-pass, and the admin API's status and history, mark a "running" row whose lease
-ran out as "abandoned". Clocks of processes sharing a database are assumed to
-agree to well within a lease.
+own row, so it renews ``lease_until`` from a thread while it runs. Writers (the
+start of every pass: ``lading gc``, the worker, an admin trigger) mark a
+"running" row whose lease ran out as "abandoned"; readers (the admin API's
+status and history) only report it so, without writing.
+
+Every time here is the database's clock, read in the transaction that uses it:
+replicas on hosts whose clocks disagree still agree on whose lease ran out.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, text, update
+from sqlalchemy import ColumnElement, and_, not_, or_, select, text, update
+from sqlalchemy.orm import Session
 
 from registry.db.engine import Database, rows_affected
-from registry.db.models import GcRun, utcnow
+from registry.db.models import GcRun
+from registry.services.gc_tasks import db_now
 
 if TYPE_CHECKING:
     from registry.services.gc import GcReport
@@ -29,6 +34,38 @@ log = logging.getLogger("lading.gc")
 # Rows from before leases existed (migration 0008) have none: judge them by age.
 LEGACY_STALE_AFTER = dt.timedelta(hours=6)
 ABANDONED_ERROR = "abandoned: the process running this pass stopped renewing its lease"
+
+
+def db_clock(session: Session) -> dt.datetime:
+    """The database's current time (UTC), not this process's."""
+    return dt.datetime.fromtimestamp(db_now(session), dt.UTC)
+
+
+def is_stale(now: dt.datetime) -> ColumnElement[bool]:
+    """SQL: the row is "running" but its lease ran out by ``now``."""
+    return and_(
+        GcRun.status == "running",
+        or_(
+            GcRun.lease_until < now,
+            and_(GcRun.lease_until.is_(None), GcRun.started_at < now - LEGACY_STALE_AFTER),
+        ),
+    )
+
+
+def is_live(now: dt.datetime) -> ColumnElement[bool]:
+    """SQL: the row is "running" and its lease still holds at ``now``."""
+    return and_(GcRun.status == "running", not_(is_stale(now)))
+
+
+def abandoned_at(run: GcRun) -> dt.datetime:
+    """When a stale run was given up: the end of its last lease. The same whether
+    derived on read or stored by a writer, so a row's finish time never moves."""
+    return run.lease_until or run.started_at + LEGACY_STALE_AFTER
+
+
+def stale(run: GcRun, now: dt.datetime) -> bool:
+    """Python twin of :func:`is_stale` for a row already read."""
+    return run.status == "running" and abandoned_at(run) < now
 
 
 class RunHistory:
@@ -42,19 +79,23 @@ class RunHistory:
 
     def mark_abandoned(self) -> int:
         """Mark "running" rows whose lease ran out as "abandoned"; how many."""
-        now = utcnow()
-        stale = or_(
-            GcRun.lease_until < now,
-            and_(GcRun.lease_until.is_(None), GcRun.started_at < now - LEGACY_STALE_AFTER),
-        )
+        count = 0
         with self.db.write() as session:
-            count = rows_affected(
-                session.execute(
-                    update(GcRun)
-                    .where(GcRun.status == "running", stale)
-                    .values(status="abandoned", finished_at=now, error=ABANDONED_ERROR)
+            now = db_clock(session)
+            for run in session.scalars(select(GcRun).where(is_stale(now))).all():
+                # Re-checked under the row lock: a pass that was only slow may have
+                # renewed its lease or finished since the select.
+                count += rows_affected(
+                    session.execute(
+                        update(GcRun)
+                        .where(GcRun.id == run.id, is_stale(now))
+                        .values(
+                            status="abandoned",
+                            finished_at=abandoned_at(run),
+                            error=ABANDONED_ERROR,
+                        )
+                    )
                 )
-            )
         if count:
             log.warning("gc: marked %d run(s) whose process died as abandoned", count)
         return count
@@ -70,7 +111,7 @@ class RunHistory:
                 ),
                 {"keep": self.keep_runs - 1},
             )
-            now = utcnow()
+            now = db_clock(session)
             run = GcRun(
                 started_at=now,
                 lease_until=now + self.lease,
@@ -107,7 +148,7 @@ class RunHistory:
                     session.execute(
                         update(GcRun)
                         .where(GcRun.id == run_id, GcRun.status == "running")
-                        .values(lease_until=utcnow() + self.lease)
+                        .values(lease_until=db_clock(session) + self.lease)
                     )
             except Exception:
                 # The pass itself will meet the same database trouble and report it.
@@ -119,7 +160,7 @@ class RunHistory:
             if run is None:
                 return
             # Also over "abandoned": a pass that was only slow still reports what it did.
-            run.finished_at = utcnow()
+            run.finished_at = db_clock(session)
             run.lease_until = None
             run.status = status
             run.error = error
