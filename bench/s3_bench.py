@@ -29,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -344,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
+
+    # SIGTERM behaves like Ctrl-C, so bench_server's finally stops the servers it started.
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     size = (args.size_mib or (256 if args.quick else 1024)) * MiB
     small = min(64 * MiB, size)
     starts: dict[str, Callable[[], S3Server]] = {"rclone": start_rclone, "moto": start_moto}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -13,12 +15,17 @@ from registry.commands.common import export_settings, settings_from_args, worker
 from registry.logging_setup import configure_logging, logging_config
 
 log = logging.getLogger("lading")
+# glibc's mallopt parameter for the number of heap arenas (malloc.h).
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import build_components, create_app, prepare
+
+    _limit_malloc_arenas()
 
     settings = settings_from_args(
         args,
@@ -70,6 +77,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if multiproc_dir is not None:
             shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's heap arenas unless the operator set ``MALLOC_ARENA_MAX``.
+
+    glibc gives threads that allocate at once their own arenas (up to eight per core),
+    and each arena keeps the large buffers freed in it, such as the 8 MiB S3 ranges that
+    the transfer threads read. Over a 1 GiB transfer on S3 that added 26-44 MiB of RSS
+    that a 64 MiB one did not; with two arenas it added about 23 MiB, no slower.
+    Worker processes read the variable when they start; this process is told directly.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _prepare_metrics_dir(workers: int) -> str | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from support.server import RegistryServer, start_lading
 from support.tools import free_port
@@ -200,6 +202,10 @@ def test_metrics_by_route_kind_across_workers(tmp_path: Path) -> None:
         assert "lading_upload_requests_in_progress 0.0" in text
         assert "team/app" not in text  # never the raw path
         assert _metric(text, "lading_gc_runs_total", outcome="ok") == 0
+        # Workers start with glibc's heap arenas capped (lading serve sets it for them).
+        workers = psutil.Process(server.pid).children(recursive=True)
+        arenas = {w.environ().get("MALLOC_ARENA_MAX") for w in workers if "python" in w.name()}
+        assert arenas == {os.environ.get("MALLOC_ARENA_MAX", "2")}
     finally:
         server.stop()
 
