@@ -225,6 +225,11 @@ def notes(results: Results) -> list[str]:
 
 
 def write_json(path: Path, results: Results) -> None:
+    if path.exists() and not path.is_file():
+        # A device or pipe (--json /dev/null): write into it, never rename over it.
+        with path.open("w") as out:
+            out.write(json.dumps(results, indent=2, sort_keys=True))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True))

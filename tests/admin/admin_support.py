@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from support.blob_push import push_blob
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -18,23 +19,6 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
-    digest = sha256(data)
-    if client.head(f"/v2/{repo}/blobs/{digest}").status_code == 200:
-        return digest
-    started = client.post(f"/v2/{repo}/blobs/uploads/")
-    assert started.status_code == 202, started.text
-    location = started.headers["Location"]
-    sep = "&" if "?" in location else "?"
-    done = client.put(
-        f"{location}{sep}digest={digest}",
-        content=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert done.status_code == 201, done.text
-    return digest
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from support.blob_push import push_blob
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -55,28 +56,12 @@ def make_image(name: str, layers: list[bytes]) -> Image:
     return Image(json.dumps({"name": name}).encode(), tuple(layers))
 
 
-def push_blob(client: httpx.Client, repo: str, data: bytes, *, check_first: bool = True) -> None:
-    digest = sha256(data)
-    # Like docker: skip uploads the registry already has (the gap GC must respect).
-    if check_first and client.head(f"/v2/{repo}/blobs/{digest}").status_code == 200:
-        return
-    start = client.post(f"/v2/{repo}/blobs/uploads/")
-    assert start.status_code == 202, start.text
-    location = start.headers["Location"]
-    sep = "&" if "?" in location else "?"
-    done = client.put(
-        f"{location}{sep}digest={digest}",
-        content=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert done.status_code == 201, done.text
-
-
 def push_image(client: httpx.Client, repo: str, tag: str, image: Image, attempts: int = 5) -> None:
     """Push blobs then the manifest; retry when a blob vanished in between (grace ~0)."""
     for attempt in range(attempts):
         for blob in image.blobs:
-            push_blob(client, repo, blob, check_first=attempt == 0)
+            # Like docker: skip uploads the registry already has (the gap GC must respect).
+            push_blob(client, repo, blob, skip_existing=attempt == 0)
         response = client.put(
             f"/v2/{repo}/manifests/{tag}",
             content=image.manifest(),
