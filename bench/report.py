@@ -225,12 +225,12 @@ def notes(results: Results) -> list[str]:
 
 
 def write_json(path: Path, results: Results) -> None:
+    text = json.dumps(results, indent=2, sort_keys=True)
     if path.exists() and not path.is_file():
         # A device or pipe (--json /dev/null): write into it, never rename over it.
-        with path.open("w") as out:
-            out.write(json.dumps(results, indent=2, sort_keys=True))
+        path.write_text(text)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
+    tmp.write_text(text)
     tmp.replace(path)

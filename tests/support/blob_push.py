@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
+
+from support.oci import sha256_digest
 
 
 def push_blob(client: httpx.Client, repo: str, data: bytes, *, skip_existing: bool = True) -> str:
@@ -13,7 +13,7 @@ def push_blob(client: httpx.Client, repo: str, data: bytes, *, skip_existing: bo
     Skipping a blob the registry reports as present is what clients do, and it is the
     gap between a blob HEAD and the manifest PUT that online GC must respect.
     """
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256_digest(data)
     if skip_existing and client.head(f"/v2/{repo}/blobs/{digest}").status_code == 200:
         return digest
     started = client.post(f"/v2/{repo}/blobs/uploads/")
