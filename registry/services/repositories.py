@@ -46,6 +46,10 @@ def ensure_repository(executor: Executor, name: str) -> int:
     return repo_id
 
 
+# Creating a repository races deletes of the same name; each lost round is retried.
+_CREATE_ATTEMPTS = 5
+
+
 def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
     """``ensure_repository`` inside a raw transaction.
 
@@ -57,12 +61,17 @@ def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
     if tx.is_postgres:
         find += " FOR KEY SHARE"
     row = tx.one(find, {"name": name})
-    if row is None:
+    for _ in range(_CREATE_ATTEMPTS):
+        if row is not None:
+            return int(row[0])
+        # A concurrent delete can remove the row another push just inserted between
+        # our conflicting INSERT and the next SELECT (seen on PostgreSQL): insert again.
         tx.run(
             "INSERT INTO repositories (name, created_at) VALUES (:name, :now)"
             " ON CONFLICT (name) DO NOTHING",
             {"name": name, "now": now},
         )
         row = tx.one(find, {"name": name})
-    assert row is not None
-    return int(row[0])
+    if row is not None:
+        return int(row[0])
+    raise RuntimeError(f"repository {name!r} kept vanishing while being created")
