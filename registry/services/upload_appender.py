@@ -7,13 +7,12 @@ Also the helpers an upload service shares with it: the lease statements, the
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from registry.db.engine import Database
-from registry.db.raw import RawTx
+from registry.db.raw import ClockedSql
 from registry.domain.errors import (
     BLOB_TOO_LARGE,
     BLOB_UPLOAD_UNKNOWN,
@@ -45,8 +44,10 @@ _UPDATE_ROW = (
     " updated_at = :now, lease_token = NULL, lease_expires_at = NULL"
     " WHERE id = :id AND size = :start AND lease_token = :lease"
 )
-_RENEW_LEASE = (
-    "UPDATE upload_sessions SET lease_expires_at = :expires WHERE id = :id AND lease_token = :lease"
+# Lease times are on the database's clock (see ClockedSql).
+_RENEW_LEASE = ClockedSql(
+    "UPDATE upload_sessions SET lease_expires_at = {expires}"
+    " WHERE id = :id AND lease_token = :lease"
 )
 RELEASE_LEASE = (
     "UPDATE upload_sessions SET lease_token = NULL, lease_expires_at = NULL"
@@ -70,10 +71,6 @@ def busy_error(upload_id: str, repository: str, size: int) -> RegistryError:
             "Docker-Upload-UUID": upload_id,
         },
     )
-
-
-def lease_expiry(tx: RawTx, seconds: float = LEASE_SECONDS) -> object:
-    return tx.timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
 
 
 def _unavailable(exc: StorageError) -> RegistryError:
@@ -135,9 +132,8 @@ class Appender:
         """Keep the lease while streaming; losing it means another writer may start."""
         self._renewed_at = time.monotonic()
         with self._db.raw_transaction() as tx:
-            kept = tx.run(
-                _RENEW_LEASE,
-                {"expires": lease_expiry(tx), "id": self.upload_id, "lease": self.lease},
+            kept = tx.run_clocked(
+                _RENEW_LEASE, {"id": self.upload_id, "lease": self.lease}, LEASE_SECONDS
             )
         if not kept:
             raise busy_error(self.upload_id, self.repository, self.start)

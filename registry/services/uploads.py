@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from registry.db.engine import Database
-from registry.db.raw import RawTx
+from registry.db.raw import ClockedSql, RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
     BLOB_UPLOAD_UNKNOWN,
@@ -26,7 +26,12 @@ from registry.domain.errors import (
 from registry.domain.hashing import Hasher, new_hasher
 from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
-from registry.services.upload_appender import RELEASE_LEASE, busy_error, driver_errors, lease_expiry
+from registry.services.upload_appender import (
+    LEASE_SECONDS,
+    RELEASE_LEASE,
+    busy_error,
+    driver_errors,
+)
 from registry.services.upload_appender import Appender as Appender
 from registry.services.upload_appender import UploadStatus as UploadStatus
 from storage.driver import Driver, StorageError, StorageUnavailable, UploadState
@@ -56,14 +61,16 @@ _INSERT_ROW = (
     " hash_algorithm, hash_state, created_at, updated_at)"
     " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
 )
-_TAKE_LEASE = (
-    "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = :expires"
-    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < :now)"
+# Lease times are on the database's clock (see ClockedSql): replicas whose clocks
+# disagree must not take over a live lease, nor keep writing on an expired one.
+_TAKE_LEASE = ClockedSql(
+    "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = {expires}"
+    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now})"
 )
 # Ending a session claims its row first: no other request may be writing it.
-_CLAIM_ROW = (
+_CLAIM_ROW = ClockedSql(
     "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
-    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < :now)"
+    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < {now})"
 )
 # Re-linking renews the link's age: online GC spares links younger than its
 # grace period, so a client re-pushing a layer is not raced by the collector.
@@ -210,13 +217,8 @@ class UploadService:
             return Appender(self.db, self.driver, row.id, repository, 0, writer, fresh,
                             recorded=False, initial_state=row.state)  # fmt: skip
         lease = uuid.uuid4().hex
-        taken = self.db.run_raw(
-            lambda tx: tx.run(
-                _TAKE_LEASE,
-                {"lease": lease, "expires": lease_expiry(tx), "id": row.id, "size": row.size,
-                 "now": tx.timestamp()},
-            )
-        )  # fmt: skip
+        params = {"lease": lease, "id": row.id, "size": row.size}
+        taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
         if not taken:
             raise busy_error(row.id, repository, row.size)
         hasher: Hasher | None = None
@@ -377,12 +379,8 @@ class UploadService:
 
         A crash after this leaves only orphaned upload bytes, which GC purges.
         """
-        claimed = self.db.run_raw(
-            lambda tx: tx.run(
-                _CLAIM_ROW,
-                {"id": upload_id, "size": size, "lease": lease, "now": tx.timestamp()},
-            )
-        )
+        params = {"id": upload_id, "size": size, "lease": lease}
+        claimed = self.db.run_raw(lambda tx: tx.run_clocked(_CLAIM_ROW, params))
         if not claimed:
             raise busy_error(upload_id, repository, size)
 
