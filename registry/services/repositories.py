@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from registry.db.models import Repository, utcnow
 from registry.db.raw import RawTx
+from registry.domain.errors import UNAVAILABLE, RegistryError
 
 # Session and Connection both execute Core statements; hot paths use Connection.
 Executor = Session | Connection
@@ -32,22 +34,41 @@ def find_repository_id(executor: Executor, name: str) -> int | None:
 
 
 def ensure_repository(executor: Executor, name: str) -> int:
-    """Return the id of ``name``, creating the row if needed (race-safe)."""
-    found = find_repository_id(executor, name)
-    if found is not None:
-        return found
-    executor.execute(
+    """Return the id of ``name``, creating the row if needed (race-safe).
+
+    Locks the row as :func:`ensure_repository_raw` does, and retries the same way.
+    """
+    find = select(Repository.id).where(Repository.name == name)
+    if dialect_name(executor) == "postgresql":
+        find = find.with_for_update(read=True, key_share=True)
+    create = (
         insert_for(executor)(Repository)
         .values(name=name, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )
-    repo_id = find_repository_id(executor, name)
-    assert repo_id is not None
-    return repo_id
+    return _find_or_create(name, lambda: executor.scalar(find), lambda: executor.execute(create))
 
 
 # Creating a repository races deletes of the same name; each lost round is retried.
 _CREATE_ATTEMPTS = 5
+
+
+def _find_or_create(name: str, find: Callable[[], Any], create: Callable[[], object]) -> int:
+    """The id ``find`` returns, after ``create`` (an INSERT ... ON CONFLICT DO NOTHING)
+    when there is none yet."""
+    found = find()
+    for _ in range(_CREATE_ATTEMPTS):
+        if found is not None:
+            return int(found)
+        # A concurrent delete can remove the row another push just inserted between
+        # our conflicting INSERT and the next SELECT (seen on PostgreSQL): insert again.
+        create()
+        found = find()
+    if found is not None:
+        return int(found)
+    raise RegistryError(
+        UNAVAILABLE, f"repository {name!r} kept being deleted while it was created; retry"
+    )
 
 
 def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
@@ -60,18 +81,17 @@ def ensure_repository_raw(tx: RawTx, name: str, now: Any) -> int:
     find = "SELECT id FROM repositories WHERE name = :name"
     if tx.is_postgres:
         find += " FOR KEY SHARE"
-    row = tx.one(find, {"name": name})
-    for _ in range(_CREATE_ATTEMPTS):
-        if row is not None:
-            return int(row[0])
-        # A concurrent delete can remove the row another push just inserted between
-        # our conflicting INSERT and the next SELECT (seen on PostgreSQL): insert again.
-        tx.run(
+
+    def found() -> Any:
+        row = tx.one(find, {"name": name})
+        return None if row is None else row[0]
+
+    return _find_or_create(
+        name,
+        found,
+        lambda: tx.run(
             "INSERT INTO repositories (name, created_at) VALUES (:name, :now)"
             " ON CONFLICT (name) DO NOTHING",
             {"name": name, "now": now},
-        )
-        row = tx.one(find, {"name": name})
-    if row is not None:
-        return int(row[0])
-    raise RuntimeError(f"repository {name!r} kept vanishing while being created")
+        ),
+    )
