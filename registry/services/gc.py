@@ -244,11 +244,17 @@ class GarbageCollector:
         cutoff = utcnow() - dt.timedelta(seconds=self.upload_purge_after)
         for upload_id, token, size in self._stale_uploads():
             with self.db.write() as session:
-                # Re-check: a PATCH may have refreshed it since we looked.
+                # Re-check: a PATCH may have refreshed it since we looked. A PATCH still
+                # streaming holds a live lease but only moves updated_at when it ends:
+                # a session resumed after a long pause is not taken from under it.
+                now = dt.datetime.fromtimestamp(gc_tasks.db_now(session), dt.UTC)
                 gone = rows_affected(
                     session.execute(
-                        text("DELETE FROM upload_sessions WHERE id = :id AND updated_at < :c"),
-                        {"id": upload_id, "c": cutoff},
+                        text(
+                            "DELETE FROM upload_sessions WHERE id = :id AND updated_at < :c"
+                            " AND (lease_token IS NULL OR lease_expires_at < :now)"
+                        ),
+                        {"id": upload_id, "c": cutoff, "now": now},
                     )
                 )
             if gone:

@@ -60,3 +60,20 @@ def test_gc_aborts_stale_upload_sessions(env: Env) -> None:
     assert stale.run().uploads_deleted == 1
     assert env.db.fetch_all("SELECT id FROM upload_sessions", {}) == []
     assert dict(env.driver.list_uploads()) == {}
+
+
+def test_gc_spares_a_stale_session_while_a_patch_holds_its_lease(env: Env) -> None:
+    status = env.uploads.start("uploads/app", None)
+    first = env.uploads.open_append("uploads/app", status.id, None, 0)
+    first.write(b"first chunk ")
+    first.finish()
+    time.sleep(0.05)
+    # The client resumes after a long pause: its PATCH is streaming (lease held) when GC runs.
+    resumed = env.uploads.open_append("uploads/app", status.id, None, len(b"first chunk "))
+    resumed.write(b"second chunk")
+    stale = GarbageCollector(env.db, env.driver, review_delay=0, upload_purge_after=0.01)
+    assert stale.run().uploads_deleted == 0
+    assert resumed.finish().size == len(b"first chunk second chunk")
+    time.sleep(0.05)
+    assert stale.run().uploads_deleted == 1
+    assert dict(env.driver.list_uploads()) == {}
