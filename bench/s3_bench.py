@@ -20,7 +20,8 @@ Fairness: both sides use the same part size (``--part-mib``, default 8 MiB, boto
 default chunk size). boto3 keeps its default 10 threads (``--boto3-threads``); Lading uses
 its ``s3_max_concurrency`` (``--concurrency``, default: Lading's own default) per request.
 Both sign payloads with SigV4 over plain HTTP (botocore always does on http://). Every timed
-operation starts after ``os.sync()``, so none pays for the write-back of the one before.
+operation starts after ``os.sync()``, so none pays for the write-back of the one before, and
+every push after a disk fill-and-free (bench/disk.py), so each stores onto just-freed blocks.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ import os
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import disk
 from bench.servers import REPO_ROOT, ClientCpu, ProcSampler, Server, start_lading
 from bench.workloads import (
     CHUNK,
@@ -116,14 +119,26 @@ class Sink(io.RawIOBase):
         return n
 
 
-def settle() -> None:
+def settle(level_mib: int = 0) -> dict[str, float]:
     """Flush dirty pages first: rclone writes each object to disk, and a push timed while
-    the previous one is still being written back pays for it (seen: +2 s per GiB)."""
+    the previous one is still being written back pays for it (seen: +2 s per GiB).
+
+    With ``level_mib``, first write and free that much on the temporary directory's disk,
+    so that every push (boto3's and Lading's) stores onto just-freed blocks (bench/disk.py:
+    on this machine's thin-provisioned disk, never-used blocks are several times slower).
+    """
+    leveled = disk.level(Path(tempfile.gettempdir()), level_mib) if level_mib else {}
     os.sync()
+    return leveled
+
+
+def level_mib(size: int) -> int:
+    # rclone stores the parts, then writes the whole object again on completion.
+    return 2 * size // MiB + 256
 
 
 def boto3_round(
-    server: S3Server, bucket: str, blob: BigBlob, part_mib: int, threads: int
+    server: S3Server, bucket: str, blob: BigBlob, part_mib: int, threads: int, fill_mib: int
 ) -> dict[str, float]:
     from boto3.s3.transfer import TransferConfig
 
@@ -141,7 +156,7 @@ def boto3_round(
         marks.setdefault("complete", time.perf_counter())
 
     client.meta.events.register("before-call.s3.CompleteMultipartUpload", mark_complete)
-    settle()
+    leveled = settle(fill_mib)
     started = time.perf_counter()
     with ClientCpu() as up:
         client.upload_fileobj(BlobReader(blob), bucket, key, Config=config)
@@ -158,11 +173,14 @@ def boto3_round(
         "pull_mbs": blob.size / MiB / down.wall,
         "parts_s": up.wall - complete_s,
         "complete_s": complete_s,
+        **leveled,
     }
 
 
-def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[str, float]:
-    settle()
+def lading_round(
+    lading: Server, blob: BigBlob, digest: str, repo: str, fill_mib: int = 0
+) -> dict[str, float]:
+    leveled = settle(fill_mib)
     with ProcSampler(lading.pid) as mem, ClientCpu() as up:
         phases = push_chunked(lading, repo, blob, digest)
     settle()
@@ -178,6 +196,7 @@ def lading_round(lading: Server, blob: BigBlob, digest: str, repo: str) -> dict[
         "push_cpu_s_per_gib": mem.cpu_seconds / (blob.size / GiB),
         "pull_cpu_s_per_gib": pull_mem.cpu_seconds / (blob.size / GiB),
         **phases,
+        **leveled,
     }
 
 
@@ -222,16 +241,17 @@ def bench_server(
         base = os.urandom(CHUNK)
         small_blob, small_digest = make_big_blob(small, b"small", base)
         small_round = lading_round(lading, small_blob, small_digest, "bench/small")
+        fill = level_mib(size) if args.level else 0
         boto, ours = [], []
         for i in range(repeat):
             blob, digest = make_big_blob(size, f"{name}-{i}".encode(), base)
-            boto.append(boto3_round(s3, bucket, blob, args.part_mib, args.boto3_threads))
+            boto.append(boto3_round(s3, bucket, blob, args.part_mib, args.boto3_threads, fill))
             print(f"   boto3  round {i + 1}: {boto[-1]}", flush=True)
-            ours.append(lading_round(lading, blob, digest, f"bench/big{i}"))
+            ours.append(lading_round(lading, blob, digest, f"bench/big{i}", fill))
             if args.monolithic:
                 # The same size in one PUT: no 202 (and so no wait for S3) between chunks.
                 mono, mono_digest = make_big_blob(size, f"{name}-{i}-mono".encode(), base)
-                settle()
+                settle(fill)
                 with ClientCpu() as whole:
                     push_monolithic(lading, f"bench/mono{i}", mono, mono_digest)
                 ours[-1]["monolithic_push_mbs"] = size / MiB / whole.wall
@@ -342,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--monolithic", action="store_true", help="also time a monolithic push (one PUT)"
+    )
+    parser.add_argument(
+        "--level",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill and free the disk before each push (bench/disk.py)",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)

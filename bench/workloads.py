@@ -8,6 +8,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,16 +171,26 @@ def pull(server: Server, repo: str, digest: str, size: int) -> None:
 
 
 def big_blobs(
-    server: Server, blob_m: BigBlob, dig_m: str, blob_c: BigBlob, dig_c: str
+    server: Server,
+    blob_m: BigBlob,
+    dig_m: str,
+    blob_c: BigBlob,
+    dig_c: str,
+    before_push: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
-    """1 GiB monolithic push, chunked push, pull; peak server RSS during the pushes."""
+    """1 GiB monolithic push, chunked push, pull; peak server RSS during the pushes.
+
+    ``before_push`` runs before each push (outside its timing).
+    """
     repo = "bench/big"
     out: dict[str, float] = {}
     with ProcSampler(server.pid) as mem:
+        before_push()
         with ClientCpu() as c:
             push_monolithic(server, repo, blob_m, dig_m)
         out["push_mono_mbs"] = blob_m.size / MiB / c.wall
         out["push_mono_client_cpu"] = c.share
+        before_push()
         with ClientCpu() as c:
             push_chunked(server, repo, blob_c, dig_c)
         out["push_chunked_mbs"] = blob_c.size / MiB / c.wall
