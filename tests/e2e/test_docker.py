@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.dockerd import DockerEngine
-from support.images import ImageFacts, build_multilayer_image, image_exists, import_base_image
+from support.images import (
+    ImageFacts,
+    build_multilayer_image,
+    forget_images,
+    image_exists,
+    import_base_image,
+    push_image,
+)
 from support.images import inspect_image as inspect
 from support.server import RegistryServer
 
@@ -24,7 +30,6 @@ pytestmark = pytest.mark.docker
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
 
 
 @dataclass(frozen=True)
@@ -38,21 +43,6 @@ class Pushed:
         return f"{self.repository}:{tag}"
 
 
-def _push(engine: DockerEngine, ref: str) -> tuple[str, str]:
-    """``docker push ref``; returns the pushed manifest digest and the push output."""
-    output = engine.out("push", ref)
-    match = PUSHED_DIGEST.search(output)
-    assert match, f"no digest in docker push output:\n{output}"
-    return match.group(1), output
-
-
-def _forget(engine: DockerEngine, *refs: str) -> None:
-    """Remove images (and their now unused layers) from the engine."""
-    for ref in refs:
-        if image_exists(engine, ref):
-            engine.run("image", "rm", "--force", ref)
-
-
 @pytest.fixture(scope="module")
 def base_image(
     docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory
@@ -61,7 +51,7 @@ def base_image(
     tag = "lading-e2e/docker-test-base:1"
     import_base_image(docker_engine, tag, tmp_path_factory.mktemp("docker-base"))
     yield tag
-    _forget(docker_engine, tag)
+    forget_images(docker_engine, tag)
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +69,11 @@ def pushed(
     assert len(facts.layers) >= 6, facts.layers
     repository = f"{session_registry.host_port}/e2e/app"
     docker_engine.run("tag", local, f"{repository}:v1")
-    digest, output = _push(docker_engine, f"{repository}:v1")
+    digest, output = push_image(docker_engine, f"{repository}:v1")
     assert output.count("Pushed") >= len(set(facts.layers)), output
     yield Pushed(session_registry, repository, digest, facts)
     # Leave a shared engine (DOCKER_HOST) as we found it: drop every image we made.
-    _forget(docker_engine, facts.id)
+    forget_images(docker_engine, facts.id)
 
 
 def _check_manifest(pushed: Pushed, repo: str, reference: str) -> None:
@@ -107,7 +97,7 @@ def test_push_remove_pull_roundtrip(
 ) -> None:
     _check_manifest(pushed, "e2e/app", "v1")
     # Remove everything local, base included, so the pull must fetch every layer.
-    _forget(docker_engine, pushed.facts.id, base_image)
+    forget_images(docker_engine, pushed.facts.id, base_image)
     assert not image_exists(docker_engine, pushed.facts.id)
 
     output = docker_engine.out("pull", pushed.ref("v1"))
@@ -129,13 +119,13 @@ def test_second_tag_and_cross_repository_mount(docker_engine: DockerEngine, push
     host = pushed.registry.host_port
 
     docker_engine.run("tag", pushed.facts.id, pushed.ref("v2"))
-    digest, output = _push(docker_engine, pushed.ref("v2"))
+    digest, output = push_image(docker_engine, pushed.ref("v2"))
     assert digest == pushed.digest
     assert "Pushed" not in output, f"layers uploaded again for a second tag:\n{output}"
 
     other = f"{host}/e2e/other"
     docker_engine.run("tag", pushed.facts.id, f"{other}:v1")
-    digest, output = _push(docker_engine, f"{other}:v1")
+    digest, output = push_image(docker_engine, f"{other}:v1")
     assert digest == pushed.digest
     assert "Pushed" not in output, f"layers uploaded instead of mounted:\n{output}"
     assert "Mounted from e2e/app" in output, output
@@ -150,7 +140,7 @@ def test_second_tag_and_cross_repository_mount(docker_engine: DockerEngine, push
 
 def test_pull_by_digest(docker_engine: DockerEngine, pushed: Pushed, tmp_path: Path) -> None:
     host = pushed.registry.host_port
-    _forget(docker_engine, pushed.facts.id)
+    forget_images(docker_engine, pushed.facts.id)
     by_digest = f"{host}/e2e/other@{pushed.digest}"
     docker_engine.run("pull", by_digest)
     pulled = inspect(docker_engine, by_digest)

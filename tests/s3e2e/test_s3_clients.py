@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +18,11 @@ from support.dockerd import DockerEngine
 from support.images import (
     ImageFacts,
     build_multilayer_image,
+    forget_images,
     image_exists,
     import_base_image,
     inspect_image,
+    push_image,
 )
 from support.oci import (
     OCI_INDEX,
@@ -34,14 +35,6 @@ from support.oci import (
 )
 from support.server import RegistryFactory, RegistryServer
 from support.tools import require_tool
-
-PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
-
-
-def _forget(engine: DockerEngine, *refs: str) -> None:
-    for ref in refs:
-        if image_exists(engine, ref):
-            engine.run("image", "rm", "--force", ref)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def built_image(
     docker_engine.run("save", "-o", str(archive), local)
     facts.raw["_archive"] = str(archive)
     yield facts
-    _forget(docker_engine, facts.id, base)
+    forget_images(docker_engine, facts.id, base)
 
 
 @pytest.mark.docker
@@ -77,10 +70,7 @@ def test_docker_push_pull_and_mount(
         docker_engine.run("load", "-i", built_image.raw["_archive"])
     repo = f"{server.host_port}/s3e2e/app"
     docker_engine.run("tag", built_image.id, f"{repo}:v1")
-    output = docker_engine.out("push", f"{repo}:v1")
-    match = PUSHED_DIGEST.search(output)
-    assert match, output
-    digest = match.group(1)
+    digest, output = push_image(docker_engine, f"{repo}:v1")
     assert output.count("Pushed") >= len(set(built_image.layers)), output
 
     # Another repository: Docker mounts every layer instead of uploading it.
@@ -98,7 +88,7 @@ def test_docker_push_pull_and_mount(
         config = client.get(f"/v2/s3e2e/other/blobs/{built_image.id}")
         assert config.status_code == 307, config.text
         assert config.headers["Location"].startswith(s3.server.endpoint_url)
-    _forget(docker_engine, built_image.id)
+    forget_images(docker_engine, built_image.id)
     assert not image_exists(docker_engine, built_image.id)
     output = docker_engine.out("pull", f"{other}@{digest}")
     assert digest in output, output
@@ -108,7 +98,7 @@ def test_docker_push_pull_and_mount(
     # Every layer is whole: docker save reads them all back.
     archive = server.data_dir / "pulled.tar"
     docker_engine.run("save", "-o", str(archive), f"{other}@{digest}")
-    _forget(docker_engine, built_image.id)
+    forget_images(docker_engine, built_image.id)
     assert s3.upload_leftovers() == []
 
 

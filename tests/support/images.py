@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -145,3 +146,22 @@ def inspect_image(engine: DockerEngine, ref: str) -> ImageFacts:
 
 def image_exists(engine: DockerEngine, ref: str) -> bool:
     return engine.run("image", "inspect", ref, check=False).returncode == 0
+
+
+# The last line of `docker push`: "<tag>: digest: sha256:... size: N".
+PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+def push_image(engine: DockerEngine, ref: str) -> tuple[str, str]:
+    """``docker push ref``; returns the pushed manifest digest and the push output."""
+    output = engine.out("push", ref)
+    match = PUSHED_DIGEST.search(output)
+    assert match, f"no digest in docker push output:\n{output}"
+    return match.group(1), output
+
+
+def forget_images(engine: DockerEngine, *refs: str) -> None:
+    """Remove images (and their now unused layers) from the engine."""
+    for ref in refs:
+        if image_exists(engine, ref):
+            engine.run("image", "rm", "--force", ref)
