@@ -184,15 +184,16 @@ class PartPipeline:
 class RangeReader:
     """Reads ``[start, end)`` of an object as ranged GETs, ``limit`` ahead, in order.
 
-    ``fetch(first, last)`` returns the bytes of the inclusive range; each range
-    is yielded in pieces of at most ``chunk`` bytes. Call :meth:`prefetch`
-    early to start the first GETs before iterating.
+    ``fetch(first, last)`` returns the bytes of the inclusive range as a list of
+    pieces, best read at most ``chunk`` bytes each: they are yielded as they are
+    (a larger piece is cut, which copies). Call :meth:`prefetch` early to start
+    the first GETs before iterating.
     """
 
     def __init__(
         self,
         executor: Executor,
-        fetch: Callable[[int, int], bytes],
+        fetch: Callable[[int, int], list[bytes]],
         start: int,
         end: int,
         range_size: int,
@@ -206,7 +207,7 @@ class RangeReader:
         self._range_size = range_size
         self._limit = limit
         self._chunk = chunk
-        self._pending: deque[tuple[int, Future[bytes]]] = deque()
+        self._pending: deque[tuple[int, Future[list[bytes]]]] = deque()
 
     def prefetch(self) -> None:
         while len(self._pending) < self._limit:
@@ -222,14 +223,17 @@ class RangeReader:
             self.prefetch()
             while self._pending:
                 expected, future = self._pending.popleft()
-                data = future.result()
+                pieces = future.result()
                 self.prefetch()
-                if len(data) != expected:
-                    raise StorageUnavailable(
-                        f"S3 returned {len(data)} bytes for a range of {expected}"
-                    )
-                for at in range(0, len(data), self._chunk):
-                    yield data[at : at + self._chunk]
+                got = sum(len(p) for p in pieces)
+                if got != expected:
+                    raise StorageUnavailable(f"S3 returned {got} bytes for a range of {expected}")
+                for piece in pieces:
+                    if len(piece) <= self._chunk:
+                        yield piece
+                        continue
+                    for at in range(0, len(piece), self._chunk):
+                        yield piece[at : at + self._chunk]
         finally:
             self.close()
 

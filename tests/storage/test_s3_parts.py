@@ -18,7 +18,7 @@ import pytest
 from s3servers import TEST_PART_SIZE, S3Server, fresh_bucket, s3_driver_for
 
 from storage.driver import ObjectTooLarge, StorageUnavailable
-from storage.s3 import S3Config, S3Driver
+from storage.s3 import READ_CHUNK, S3Config, S3Driver
 from storage.s3_parts import (
     MAX_PARTS,
     BufferPool,
@@ -103,10 +103,10 @@ def test_range_reader_yields_in_order_with_bounded_read_ahead(pool: ThreadPoolEx
     data = os.urandom(10_000)
     gauge = Gauge()
 
-    def fetch(first: int, last: int) -> bytes:
+    def fetch(first: int, last: int) -> list[bytes]:
         with gauge:
             time.sleep(0.01 * (first % 3))
-            return data[first : last + 1]
+            return [data[first : last + 1]]
 
     reader = RangeReader(pool, fetch, 100, 9_950, range_size=700, limit=3, chunk=256)
     pieces = list(reader)
@@ -116,7 +116,7 @@ def test_range_reader_yields_in_order_with_bounded_read_ahead(pool: ThreadPoolEx
 
 
 def test_range_reader_short_range_is_an_error(pool: ThreadPoolExecutor) -> None:
-    reader = RangeReader(pool, lambda first, last: b"short", 0, 100, 50, 2, 1024)
+    reader = RangeReader(pool, lambda first, last: [b"sh", b"ort"], 0, 100, 50, 2, 1024)
     with pytest.raises(StorageUnavailable, match="5 bytes for a range of 50"):
         list(reader)
 
@@ -280,10 +280,10 @@ def test_read_ahead_ranges(server: S3Server, bucket: str, concurrency: int) -> N
         end = None if length is None else offset + length
         chunks = list(s3.read("obj", offset, length))
         assert b"".join(chunks) == data[offset:end], (offset, length)
-        assert all(len(c) <= MiB for c in chunks)
+        assert all(len(c) <= READ_CHUNK for c in chunks)
     # A reader closed early stops its read-ahead; the object is intact.
     reader = s3.read("obj")
-    assert next(reader) == data[:MiB]
+    assert next(reader) == data[:READ_CHUNK]
     reader.close()  # type: ignore[attr-defined]
     assert s3.get("obj") == data
     s3.delete("obj")
