@@ -3,6 +3,7 @@ database; GC aborts stale upload sessions and uploads storage holds without a ro
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from gcenv import Env, digest_of
@@ -77,3 +78,22 @@ def test_gc_spares_a_stale_session_while_a_patch_holds_its_lease(env: Env) -> No
     time.sleep(0.05)
     assert stale.run().uploads_deleted == 1
     assert dict(env.driver.list_uploads()) == {}
+
+
+def test_gc_purges_a_stale_session_whose_writer_died_holding_its_lease(env: Env) -> None:
+    status = env.uploads.start("uploads/app", None)
+    dead = env.uploads.open_append("uploads/app", status.id, None, 0)
+    dead.write(b"never finished")
+    stale = GarbageCollector(env.db, env.driver, review_delay=0, upload_purge_after=0.01)
+    time.sleep(0.05)
+    assert stale.run().uploads_deleted == 0  # the lease still holds
+    # The process died mid-PATCH: its lease ran out a minute ago, nobody released it.
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with env.db.raw_transaction() as tx:
+        tx.run(
+            "UPDATE upload_sessions SET lease_expires_at = :t WHERE id = :id",
+            {"t": tx.timestamp(past), "id": status.id},
+        )
+    assert stale.run().uploads_deleted == 1
+    assert env.db.fetch_all("SELECT id FROM upload_sessions", {}) == []
+    dead.abandon()  # closes its file; the session and its bytes are gone already
