@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from support.held_patch import open_patch, read_response_head
 from support.server import RegistryServer, start_lading
 
 ENV = {"LADING_SHUTDOWN_TIMEOUT": "3"}
@@ -22,27 +23,9 @@ CHUNK = 512 * 1024
 
 def _open_patch(server: RegistryServer, location: str, offset: int, chunk: bytes) -> socket.socket:
     """Send a PATCH's headers and the first half of its body; leave the rest unsent."""
-    path = urlsplit(location).path
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    head = (
-        f"PATCH {path} HTTP/1.1\r\nHost: {server.host_port}\r\n"
-        "Content-Type: application/octet-stream\r\n"
-        f"Content-Range: {offset}-{offset + len(chunk) - 1}\r\n"
-        f"Content-Length: {len(chunk)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + chunk[: len(chunk) // 2])
+    sock = open_patch(server, urlsplit(location).path, offset, chunk, len(chunk) // 2)
     time.sleep(0.5)  # let the server start consuming the body
     return sock
-
-
-def _read_status(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n" not in data:
-        more = sock.recv(4096)
-        if not more:
-            break
-        data += more
-    return int(data.split(b" ", 2)[1]) if data else 0
 
 
 def _wait_exit(server: RegistryServer, timeout: float) -> int:
@@ -77,7 +60,7 @@ def test_sigterm_mid_patch_then_resume(tmp_path: Path, workers: int) -> None:
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     sock.sendall(chunks[1][CHUNK // 2 :])
-    assert _read_status(sock) == 202
+    assert read_response_head(sock)[0] == 202
     sock.close()
     # uvicorn re-raises SIGTERM after a clean shutdown, so -SIGTERM is a normal exit.
     assert _wait_exit(server, 20) in (0, -signal.SIGTERM)

@@ -27,7 +27,8 @@ import httpx
 import psycopg
 import pytest
 from support import postgres
-from support.server import RegistryServer, start_lading
+from support.held_patch import open_patch, read_response_head
+from support.server import start_lading
 from support.tools import unavailable
 
 SKEW = 120
@@ -60,30 +61,6 @@ def _check_skewed(env: dict[str, str], seconds: int) -> None:
         timeout=30,
     )
     assert abs(float(probe.stdout) - time.time() - seconds) < 10, probe.stderr
-
-
-def _open_patch(server: RegistryServer, path: str, chunk: bytes, sent: int) -> socket.socket:
-    """Send a PATCH's headers and the first ``sent`` bytes of its body; keep it open."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
-    head = (
-        f"PATCH {path} HTTP/1.1\r\nHost: {server.host_port}\r\n"
-        "Content-Type: application/octet-stream\r\n"
-        f"Content-Range: 0-{len(chunk) - 1}\r\n"
-        f"Content-Length: {len(chunk)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + chunk[:sent])
-    return sock
-
-
-def _read_response(sock: socket.socket) -> tuple[int, str]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        more = sock.recv(4096)
-        if not more:
-            break
-        data += more
-    head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
-    return (int(head.split(" ", 2)[1]) if head else 0), head
 
 
 def _wait_for_lease(database_url: str, upload_id: str) -> None:
@@ -129,7 +106,7 @@ def test_skewed_replica_cannot_take_a_live_lease(tmp_path: Path, skew_a: int, sk
             path = urlsplit(started.headers["Location"]).path
             upload_id = started.headers["Docker-Upload-UUID"]
 
-            sock = _open_patch(replica_a, path, data, CHUNK // 4)
+            sock = open_patch(replica_a, path, 0, data, CHUNK // 4)
             _wait_for_lease(database_url, upload_id)
             range_0 = {"Content-Range": f"0-{CHUNK - 1}"}
             _assert_busy(b.patch(path, content=data, headers=range_0))
@@ -142,7 +119,7 @@ def test_skewed_replica_cannot_take_a_live_lease(tmp_path: Path, skew_a: int, sk
             _assert_busy(b.patch(path, content=data, headers=range_0))
 
             sock.sendall(data[CHUNK // 2 :])
-            status, head = _read_response(sock)
+            status, head = read_response_head(sock)
             assert status == 202, head
             done = a.put(path, params={"digest": digest})
             assert done.status_code == 201, done.text
