@@ -133,11 +133,7 @@ class S3Driver(S3Base):
             response = self._client.get_object(
                 Bucket=self.config.bucket, Key=full, Range=f"bytes={first}-{last}"
             )
-            body = response["Body"]
-            try:
-                return list(iter(lambda: body.read(READ_CHUNK), b""))
-            finally:
-                body.close()
+        return list(self._stream(response["Body"], what))
 
     def _stream(
         self, body: StreamingBody, what: str, skip: int = 0, limit: int | None = None
