@@ -70,7 +70,7 @@ def downgrade() -> None:
         raise RuntimeError(
             f"cannot downgrade below 0009: {held} manifest(s) are stored only in the"
             " database (manifests.payload) and revision 0008 needs their bytes in"
-            " storage; delete those manifests or restore a pre-0009 backup first"
+            " storage; stop the registry and run `lading migrate store-manifests` first"
         )
     triggers = _migration_0007()
     if dialect == "sqlite":

@@ -3,14 +3,16 @@ storage, while new pushes keep theirs in the database (migration 0009)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from support.pre_0009 import move_payload_to_storage
-from support.server import RegistryFactory, lading_env, start_lading
+from support.server import RegistryFactory, lading_command, lading_env, start_lading
 from v2client import push_image
 
 from registry.db import migrate
 from registry.db.engine import Database
+from registry.services.manifest_export import store_manifest
 from storage.filesystem import FilesystemDriver
 
 
@@ -53,3 +55,66 @@ def test_manifest_stored_before_0009_still_serves(lading_factory: RegistryFactor
         assert deleted.status_code == 202, deleted.text
         assert client.get(f"/v2/{repo}/manifests/old").status_code == 404
     assert list(driver.list("manifests")) == []  # its object went with the row
+
+
+def _migrate(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*lading_command(), "migrate", *args, "--data-dir", str(data_dir)],
+        env=lading_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_store_manifests_makes_a_downgrade_below_0009_possible(
+    lading_factory: RegistryFactory,
+) -> None:
+    first = lading_factory(args=["--workers", "1"])
+    repo = "api/store-manifests"
+    with first.client() as client:
+        pushed = [push_image(client, repo, f"t{i}", seed=20 + i).manifest for i in range(3)]
+    first.stop()
+    data_dir = first.data_dir
+    driver = FilesystemDriver(data_dir / "storage")
+
+    refused = _migrate(data_dir, "downgrade", "0008")
+    assert refused.returncode == 2
+    assert "lading migrate store-manifests" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _migrate(data_dir, "current").stdout.strip() == migrate.head()  # nothing changed
+
+    stored = _migrate(data_dir, "store-manifests")
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    assert "stored 3 manifest(s)" in stored.stdout and "0 still held" in stored.stdout
+    assert len(list(driver.list("manifests"))) == 3
+    again = _migrate(data_dir, "store-manifests")  # nothing left to do
+    assert again.returncode == 0 and "stored 0 manifest(s)" in again.stdout, again.stdout
+
+    downgraded = _migrate(data_dir, "downgrade", "0008")
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert downgraded.stdout.strip() == "0008"
+
+    second = start_lading(data_dir.parent, args=["--workers", "1"])  # migrates to head again
+    lading_factory.servers.append(second)
+    with second.client() as client:
+        for i, manifest in enumerate(pushed):
+            for reference in (f"t{i}", manifest.digest):
+                got = client.get(f"/v2/{repo}/manifests/{reference}")
+                assert got.status_code == 200, got.text
+                assert got.content == manifest.data
+                assert got.headers["Docker-Content-Digest"] == manifest.digest
+
+
+def test_store_manifest_leaves_nothing_for_a_row_gone_meanwhile(
+    lading_factory: RegistryFactory,
+) -> None:
+    server = lading_factory(args=["--workers", "1"])
+    server.stop()
+    driver = FilesystemDriver(server.data_dir / "storage")
+    db = Database(_database_url(server.data_dir))
+    try:
+        assert not store_manifest(db, driver, 10**9, "sha256:" + "ab" * 32, b"{}")
+    finally:
+        db.dispose()
+    assert list(driver.list("manifests")) == []

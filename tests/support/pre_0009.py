@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 
 from registry.db.engine import Database
+from registry.services.manifest_export import manifest_object_key
 from storage.driver import Driver
 
 _ROW = (
@@ -20,8 +19,7 @@ def move_payload_to_storage(db: Database, driver: Driver, repository: str, diges
     its bytes written under the old key layout, ``storage_key`` set, no payload."""
     row = db.fetch_one(_ROW, {"name": repository, "digest": digest})
     assert row is not None and row[1] is not None, (repository, digest)
-    algorithm, hex_digest = digest.split(":", 1)
-    key = f"manifests/{algorithm}/{hex_digest[:2]}/{hex_digest}.{uuid.uuid4().hex[:12]}"
+    key = manifest_object_key(digest)
     driver.put(key, bytes(row[1]))
     with db.transaction() as conn:
         conn.execute(
