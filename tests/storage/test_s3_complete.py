@@ -11,31 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from delay_proxy import DelayProxy
-from s3servers import TEST_PART_SIZE, S3Server, fresh_bucket, s3_driver_for
+from s3servers import TEST_PART_SIZE, S3Server, s3_driver_for
 
 from storage.driver import ObjectNotFound, StorageUnavailable, UploadState
 from storage.s3 import S3Driver
 
 DELAY = 2.5  # seconds the proxy holds a completion
-
-
-@pytest.fixture(params=["moto", "rclone"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(f"{request.param}_server")
-    return found
-
-
-@pytest.fixture
-def bucket(server: S3Server) -> Iterator[str]:
-    name = fresh_bucket(server)
-    yield name
-    leftovers = server.leftovers(name)
-    server.delete_bucket(name)
-    assert leftovers == [], "test left objects or uploads behind"
 
 
 def _driver(server: S3Server, bucket: str, proxy: DelayProxy, **config: object) -> S3Driver:

@@ -7,7 +7,6 @@ import os
 import pathlib
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from s3servers import S3Server, free_port, fresh_bucket, s3_driver_for
@@ -18,21 +17,9 @@ from storage.s3 import S3Config, S3Driver, UploadNotReadable
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["moto", "rclone"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    fixture = "moto_server" if request.param == "moto" else "rclone_server"
-    found: S3Server = request.getfixturevalue(fixture)
-    return found
-
-
 @pytest.fixture
-def s3(server: S3Server) -> Iterator[S3Driver]:
-    bucket = fresh_bucket(server)
-    driver = s3_driver_for(server, bucket)
-    yield driver
-    leftovers = server.leftovers(bucket)
-    server.delete_bucket(bucket)
-    assert leftovers == []
+def s3(server: S3Server, bucket: str) -> S3Driver:
+    return s3_driver_for(server, bucket)
 
 
 def test_check_passes(s3: S3Driver) -> None:

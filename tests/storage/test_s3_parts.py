@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from s3servers import TEST_PART_SIZE, S3Server, fresh_bucket, s3_driver_for
+from s3servers import TEST_PART_SIZE, S3Server, s3_driver_for
 
 from storage.driver import ObjectTooLarge, StorageUnavailable
 from storage.s3 import READ_CHUNK, S3Config, S3Driver
@@ -152,21 +152,6 @@ def test_max_blob_size() -> None:
 
 
 # -- the driver on real S3 servers ----------------------------------------------
-@pytest.fixture(params=["moto", "rclone"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(f"{request.param}_server")
-    return found
-
-
-@pytest.fixture
-def bucket(server: S3Server) -> Iterator[str]:
-    name = fresh_bucket(server)
-    yield name
-    leftovers = server.leftovers(name)
-    server.delete_bucket(name)
-    assert leftovers == [], "test left objects or uploads behind"
-
-
 def parts_of(state_token: str) -> list[list[object]]:
     parts: list[list[object]] = json.loads(state_token)["parts"]
     return parts
