@@ -135,6 +135,25 @@ def _lock_rows(
     return locked, int(visible) > len(locked)
 
 
+def _lock_candidates(
+    session: Session, table: str, key: str, candidates: set[Any], locking: bool
+) -> tuple[list[Any], set[Any]]:
+    """The candidates' rows (key, storage_key, size) locked as by _lock_rows, and the
+    keys of those that exist but another transaction holds (busy: reviewed later)."""
+    clause, params = in_list(session, "k", candidates)
+    # Table and key column come from this module's fixed call sites.
+    sql = f"SELECT {key}, storage_key, size FROM {table} WHERE {key} {clause}"  # noqa: S608
+    rows, skipped = _lock_rows(session, sql, params, locking, len(candidates))
+    busy: set[Any] = set()
+    if skipped:
+        visible = session.execute(
+            text(f"SELECT {key} FROM {table} WHERE {key} {clause}"),  # noqa: S608
+            params,
+        )
+        busy = {r[0] for r in visible} - {r[0] for r in rows}
+    return rows, busy
+
+
 def _finish(session: Session, claim: _Claim, busy: set[Any]) -> None:
     """Drop the events reviewed; push busy objects' events back by a grace delay."""
     done = claim.ids(k for k in claim.events if k not in busy)
@@ -192,21 +211,8 @@ def review_manifests(
     candidates = set(claim.events) - _not_yet_due(session, claim)
     busy: set[Any] = set()
     if candidates:
-        clause, params = in_list(session, "m", candidates)
-        rows, skipped = _lock_rows(
-            session,
-            f"SELECT id, storage_key, size FROM manifests WHERE id {clause}",  # noqa: S608
-            params,
-            locking,
-            len(candidates),
-        )
+        rows, busy = _lock_candidates(session, "manifests", "id", candidates, locking)
         locked = {int(r[0]): (r[1], int(r[2])) for r in rows}
-        if skipped:
-            visible = session.execute(
-                text(f"SELECT id FROM manifests WHERE id {clause}"),  # noqa: S608
-                params,
-            )
-            busy = {int(r[0]) for r in visible} - set(locked)
         if locked:
             ids, params = in_list(session, "m", locked)
             kept = {
@@ -242,21 +248,8 @@ def review_blobs(session: Session, delay: float, limit: int, *, locking: bool = 
     busy: set[str] = set()
     work: dict[str, tuple[str, int]] = {}
     if candidates:
-        clause, params = in_list(session, "d", candidates)
-        rows, skipped = _lock_rows(
-            session,
-            f"SELECT digest, storage_key, size FROM blobs WHERE digest {clause}",  # noqa: S608
-            params,
-            locking,
-            len(candidates),
-        )
+        rows, busy = _lock_candidates(session, "blobs", "digest", candidates, locking)
         work = {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
-        if skipped:
-            visible = session.execute(
-                text(f"SELECT digest FROM blobs WHERE digest {clause}"),  # noqa: S608
-                params,
-            )
-            busy = {str(r[0]) for r in visible} - set(work)
     links: list[Any] = []
     if work:
         # With the blob rows locked no link can be added; a link another
