@@ -123,7 +123,7 @@ class RegistryServer:
         stop_process(self.process)
 
 
-def _wait_ready(
+def wait_ready(
     server: RegistryServer, timeout: float, ready_statuses: Iterable[int] = (200,)
 ) -> None:
     wanted = set(ready_statuses)
@@ -211,7 +211,7 @@ def start_lading(
         server = _launch("lading", cmd, full_env, base_dir, data_dir, chosen)
         server.extra_env = dict(env or {})
         try:
-            _wait_ready(server, ready_timeout, statuses)
+            wait_ready(server, ready_timeout, statuses)
         except ServerStartError as exc:
             # Another process may have taken the free port between probe and bind: retry.
             if port is None and attempt < 2 and "address already in use" in str(exc).lower():
@@ -264,7 +264,7 @@ def start_reference(
     server = _launch(
         "reference", [binary, "serve", str(config)], full_env, base_dir, data_dir, chosen
     )
-    _wait_ready(server, ready_timeout)
+    wait_ready(server, ready_timeout)
     return server
 
 
