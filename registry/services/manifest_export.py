@@ -39,10 +39,12 @@ def manifest_object_key(digest: str) -> str:
     return f"manifests/{algorithm}/{hex_digest[:2]}/{hex_digest}.{uuid.uuid4().hex[:12]}"
 
 
-def store_manifest(db: Database, driver: Driver, row_id: int, digest: str, payload: bytes) -> bool:
-    """Write one manifest's bytes to storage, then point its row at them.
+def store_manifest(
+    db: Database, driver: Driver, row_id: int, digest: str, payload: bytes
+) -> str | None:
+    """Write one manifest's bytes to storage, then point its row at them; the key.
 
-    False (and the object removed again) when the row no longer holds its bytes.
+    None (and the object removed again) when the row no longer holds its bytes.
     """
     key = manifest_object_key(digest)
     driver.put(key, payload)
@@ -50,7 +52,8 @@ def store_manifest(db: Database, driver: Driver, row_id: int, digest: str, paylo
     if not changed:
         with contextlib.suppress(ObjectNotFound):
             driver.delete(key)
-    return bool(changed)
+        return None
+    return key
 
 
 def export_manifests(
@@ -67,7 +70,7 @@ def export_manifests(
         for row_id, digest, payload in rows:
             after = row_id
             data = bytes(payload)
-            if store_manifest(db, driver, row_id, digest, data):
+            if store_manifest(db, driver, row_id, digest, data) is not None:
                 stored += 1
                 size += len(data)
             else:

@@ -114,7 +114,7 @@ def test_store_manifest_leaves_nothing_for_a_row_gone_meanwhile(
     driver = FilesystemDriver(server.data_dir / "storage")
     db = Database(_database_url(server.data_dir))
     try:
-        assert not store_manifest(db, driver, 10**9, "sha256:" + "ab" * 32, b"{}")
+        assert store_manifest(db, driver, 10**9, "sha256:" + "ab" * 32, b"{}") is None
     finally:
         db.dispose()
     assert list(driver.list("manifests")) == []

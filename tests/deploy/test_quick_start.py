@@ -3,32 +3,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-import httpx
+from support.blob_push import push_blob
+from support.oci import OCI_CONFIG, OCI_MANIFEST, sha256_digest
 from support.server import RegistryServer, wait_ready
 from support.tools import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
-    digest = _digest(data)
-    start = client.post(f"/v2/{repo}/blobs/uploads/")
-    assert start.status_code == 202, start.text
-    put = client.put(start.headers["Location"], params={"digest": digest}, content=data)
-    assert put.status_code == 201, put.text
-    return digest
 
 
 def test_serve_script_runs_on_the_embedded_defaults(tmp_path: Path) -> None:
@@ -57,14 +43,14 @@ def test_serve_script_runs_on_the_embedded_defaults(tmp_path: Path) -> None:
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
                     "config": {
-                        "mediaType": "application/vnd.oci.image.config.v1+json",
-                        "digest": _push_blob(client, repo, config),
+                        "mediaType": OCI_CONFIG,
+                        "digest": push_blob(client, repo, config),
                         "size": len(config),
                     },
                     "layers": [
                         {
                             "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": _push_blob(client, repo, layer),
+                            "digest": push_blob(client, repo, layer),
                             "size": len(layer),
                         }
                     ],
@@ -78,7 +64,7 @@ def test_serve_script_runs_on_the_embedded_defaults(tmp_path: Path) -> None:
             assert put.status_code == 201, put.text
             got = client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": OCI_MANIFEST})
             assert got.status_code == 200 and got.content == manifest
-            blob = client.get(f"/v2/{repo}/blobs/{_digest(layer)}")
+            blob = client.get(f"/v2/{repo}/blobs/{sha256_digest(layer)}")
             assert blob.status_code == 200 and blob.content == layer
     finally:
         server.stop()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from registry.db.engine import Database
-from registry.services.manifest_export import manifest_object_key
+from registry.services.manifest_export import store_manifest
 from storage.driver import Driver
 
 _ROW = (
@@ -19,11 +17,6 @@ def move_payload_to_storage(db: Database, driver: Driver, repository: str, diges
     its bytes written under the old key layout, ``storage_key`` set, no payload."""
     row = db.fetch_one(_ROW, {"name": repository, "digest": digest})
     assert row is not None and row[1] is not None, (repository, digest)
-    key = manifest_object_key(digest)
-    driver.put(key, bytes(row[1]))
-    with db.transaction() as conn:
-        conn.execute(
-            text("UPDATE manifests SET storage_key = :key, payload = NULL WHERE id = :id"),
-            {"key": key, "id": row[0]},
-        )
+    key = store_manifest(db, driver, int(row[0]), digest, bytes(row[1]))
+    assert key is not None, (repository, digest)
     return key
