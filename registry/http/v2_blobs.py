@@ -25,7 +25,7 @@ from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
 from registry.services.uploads import Appender, UploadService, UploadStatus
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_BYTE_RANGE = re.compile(r"(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(\d+|\*))?")
 
 
@@ -57,9 +57,28 @@ def _created_headers(name: str, info: BlobInfo) -> dict[str, str]:
     )
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+def _honoured_range(request: Request, etag: str) -> str | None:
+    """The byte-range-spec of a Range this response applies, or None to send the whole blob.
+
+    RFC 9110: a Range in an unknown unit MUST be ignored (14.2), and so must one whose
+    If-Range does not strongly match the ETag (13.1.5); several ranges, which would need a
+    multipart answer, are ignored as a server may ignore any Range.
+    """
+    header = request.headers.get("range")
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    return spec
+
+
+def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
     """A single byte range as (start, end inclusive); None means unsatisfiable."""
-    match = _RANGE.fullmatch(header.strip())
+    match = _BYTE_RANGE.fullmatch(spec.strip())
     if match is None or (not match.group(1) and not match.group(2)):
         return None
     if match.group(1):
@@ -126,20 +145,21 @@ class BlobRoutes:
         return await self._send(request, info)
 
     async def _send(self, request: Request, info: BlobInfo) -> Response:
+        etag = f'"{info.digest}"'
         headers = _headers(
             **{
                 "Docker-Content-Digest": info.digest,
                 "Accept-Ranges": "bytes",
                 "Content-Type": "application/octet-stream",
-                "ETag": f'"{info.digest}"',
+                "ETag": etag,
                 "Cache-Control": "max-age=31536000",
             }
         )
         start, end = 0, info.size - 1
         status = 200
-        range_header = request.headers.get("range")
-        if range_header and info.size > 0:
-            parsed = _parse_range(range_header, info.size)
+        range_spec = _honoured_range(request, etag)
+        if range_spec is not None and info.size > 0:
+            parsed = _parse_range(range_spec, info.size)
             if parsed is None:
                 raise RegistryError(
                     RANGE_INVALID, headers={"Content-Range": f"bytes */{info.size}"}
@@ -206,8 +226,11 @@ class BlobRoutes:
         except RegistryError:
             # Spec: a mount with invalid repository or digest arguments falls back to an upload.
             digest = None
+        readable = []
+        if digest is not None and source is not None:
+            readable = [AccessRequest("repository", source, ("pull",))]
         principal = await self.access.authorize(
-            request, [AccessRequest("repository", name, ("pull", "push"))]
+            request, [AccessRequest("repository", name, ("pull", "push"))], readable
         )
         # A mount needs pull on the source; without it, fall back to an upload.
         if (

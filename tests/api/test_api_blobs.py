@@ -67,6 +67,60 @@ def test_get_blob_unsatisfiable_range(
     assert response.headers.get("Content-Range") == f"bytes */{len(DATA)}"
 
 
+# RFC 9110 section 14.2: a Range in a unit the server does not know MUST be ignored; a
+# server MAY ignore any Range, so a multi-range request may get the whole blob rather than
+# a 416 that claims none of its ranges overlap the blob.
+@pytest.mark.parametrize("header", ["items=0-5", "bytes=0-0,5-6", "bytes=10-19, 30-39"])
+def test_range_the_registry_does_not_serve_gets_the_whole_blob(
+    client: httpx.Client, repo: str, pushed: str, header: str
+) -> None:
+    for method in ("GET", "HEAD"):
+        response = client.request(method, f"/v2/{repo}/blobs/{pushed}", headers={"Range": header})
+        assert response.status_code == 200, f"{method} {header}: {response.text}"
+        assert "Content-Range" not in response.headers
+        assert response.headers["Content-Length"] == str(len(DATA))
+    assert client.get(f"/v2/{repo}/blobs/{pushed}", headers={"Range": header}).content == DATA
+
+
+def test_range_unit_is_case_insensitive(client: httpx.Client, repo: str, pushed: str) -> None:
+    response = client.get(f"/v2/{repo}/blobs/{pushed}", headers={"Range": "Bytes=10-19"})
+    assert response.status_code == 206, response.text
+    assert response.content == DATA[10:20]
+
+
+@pytest.mark.parametrize(
+    ("if_range", "partial"),
+    [
+        (None, True),
+        ("same", True),
+        ('"sha256:' + "0" * 64 + '"', False),
+        ("weak", False),
+        ("Sun, 29 Nov 2026 12:00:00 GMT", False),
+    ],
+)
+def test_if_range(
+    client: httpx.Client, repo: str, pushed: str, if_range: str | None, partial: bool
+) -> None:
+    """RFC 9110 section 13.1.5: Range applies only if If-Range matches the ETag (strongly);
+    otherwise the whole blob is sent with 200."""
+    headers = {"Range": "bytes=10-19"}
+    if if_range == "same":
+        if_range = f'"{pushed}"'
+    elif if_range == "weak":
+        if_range = f'W/"{pushed}"'
+    if if_range is not None:
+        headers["If-Range"] = if_range
+    response = client.get(f"/v2/{repo}/blobs/{pushed}", headers=headers)
+    if partial:
+        assert response.status_code == 206, response.text
+        assert response.content == DATA[10:20]
+        assert response.headers["ETag"] == f'"{pushed}"'
+    else:
+        assert response.status_code == 200, response.text
+        assert response.content == DATA
+        assert "Content-Range" not in response.headers
+
+
 def test_blob_is_not_visible_in_another_repository(
     client: httpx.Client, repo: str, pushed: str
 ) -> None:
