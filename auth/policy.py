@@ -115,8 +115,10 @@ class Policy:
             if principal.robot_id is not None:
                 robot_scope, robot_extra = self._robot_rules(session, principal.robot_id)
         granted: list[Access] = []
-        for want in merge(requested):
-            if want.type == REPOSITORY and want.resource_class is None:
+        # The resource class is deprecated and ignored (scope.md): `repository(plugin):x`
+        # is `repository:x`, and granted scopes carry no class.
+        for want in merge(Access(a.type, a.name, a.actions) for a in requested):
+            if want.type == REPOSITORY:
                 if not is_repository_name(want.name):
                     continue
                 allowed = _allowed(user_rules, want.name) | _allowed(robot_extra, want.name)
@@ -124,7 +126,7 @@ class Policy:
                     allowed &= _allowed(robot_scope, want.name)
                 allowed |= _allowed(public, want.name)
                 actions = want.actions & allowed
-            elif (want.type, want.name) == (REGISTRY, CATALOG) and want.resource_class is None:
+            elif (want.type, want.name) == (REGISTRY, CATALOG):
                 # Signed-in users may list; the registry shows each only what it may pull.
                 is_user = not principal.anonymous and robot_scope is None
                 actions = want.actions & {"*"} if is_user else frozenset()

@@ -12,6 +12,8 @@ REGISTRY = "registry"
 PULL, PUSH, DELETE = "pull", "push", "delete"
 REPOSITORY_ACTIONS = frozenset({PULL, PUSH, DELETE})
 CATALOG = "catalog"
+# In a token's actions: every action on that resource (distribution reads it so too).
+WILDCARD = "*"
 
 _TYPE_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 _CLASS_RE = re.compile(r"[a-zA-Z0-9]+")
@@ -116,7 +118,7 @@ def repository(name: str, *actions: str) -> Access:
 
 
 def catalog() -> Access:
-    return Access(REGISTRY, CATALOG, frozenset({"*"}))
+    return Access(REGISTRY, CATALOG, frozenset({WILDCARD}))
 
 
 def required_access(

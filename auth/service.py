@@ -72,6 +72,14 @@ class InvalidRequest(TokenError):
     pass
 
 
+class InvalidScope(TokenError):
+    error = "invalid_scope"
+
+
+class UnsupportedGrantType(TokenError):
+    error = "unsupported_grant_type"
+
+
 class InvalidCredentials(TokenError):
     status = 401
     error = "invalid_grant"
@@ -186,8 +194,10 @@ class TokenService:
                 if found is None:
                     raise InvalidCredentials("invalid or expired refresh token")
                 principal = found
+            elif grant_type is None:
+                raise InvalidRequest("grant_type is required")
             else:
-                raise InvalidRequest("unsupported grant_type")
+                raise UnsupportedGrantType("unsupported grant_type")
             return self._grant(session, principal, requested, refresh, oauth=True)
         except TokenError as exc:
             return exc.response(self._settings.realm)
@@ -204,7 +214,7 @@ class TokenService:
         try:
             return parse_scopes(values)
         except ScopeError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise InvalidScope(str(exc)) from exc
 
     def _login(self, session: Session, username: str, password: str, ip: str) -> Principal:
         now = self._clock()

@@ -11,7 +11,7 @@ import jwt
 from jwt.exceptions import PyJWTError
 
 from auth.keys import KeyRing, SigningKey
-from auth.scopes import Access, merge
+from auth.scopes import WILDCARD, Access, merge
 
 
 class InvalidToken(Exception):
@@ -30,28 +30,21 @@ class TokenClaims:
     access: tuple[Access, ...]
 
     def allows(self, needed: Access) -> bool:
-        return any(
-            a.type == needed.type
-            and a.name == needed.name
-            and a.resource_class == needed.resource_class
-            and needed.actions <= a.actions
-            for a in self.access
-        )
+        return not self.missing([needed])
 
     def missing(self, needed: Sequence[Access]) -> list[Access]:
-        """The required entries this token does not cover (empty: allowed)."""
-        merged = merge(self.access)
+        """The required entries this token does not cover (empty: allowed).
+
+        As in distribution's access controller: a resource is its type and name (the
+        deprecated resource class is ignored), and the action `*` covers every action.
+        """
+        have: dict[tuple[str, str], set[str]] = {}
+        for a in self.access:
+            have.setdefault((a.type, a.name), set()).update(a.actions)
         out = []
         for want in needed:
-            have: frozenset[str] = frozenset()
-            for a in merged:
-                if (a.type, a.name, a.resource_class) == (
-                    want.type,
-                    want.name,
-                    want.resource_class,
-                ):
-                    have = a.actions
-            if not want.actions <= have:
+            actions = have.get((want.type, want.name), set())
+            if WILDCARD not in actions and not want.actions <= actions:
                 out.append(want)
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,12 +28,21 @@ class Principal:
     unrestricted: bool = False
 
     def may(self, type_: str, name: str, action: str) -> bool:
-        return self.unrestricted or (type_, name, action) in self.granted
+        if self.unrestricted or (type_, name, action) in self.granted:
+            return True
+        # `*` in a token's actions covers every action on that resource.
+        return (type_, name, "*") in self.granted
 
 
 class AccessController(Protocol):
-    async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
-        """Return the caller if every needed scope is granted, else raise 401/403."""
+    async def authorize(
+        self, request: Request, needed: list[AccessRequest], wanted: Sequence[AccessRequest] = ()
+    ) -> Principal:
+        """Return the caller if every needed scope is granted, else raise 401/403.
+
+        ``wanted`` scopes are used when granted but not required (a mount's source): a
+        401 challenge names them too, so the client's next token can include them.
+        """
         ...
 
     async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
@@ -45,7 +55,9 @@ class OpenAccess:
 
     _anyone = Principal(subject=None, unrestricted=True)
 
-    async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
+    async def authorize(
+        self, request: Request, needed: list[AccessRequest], wanted: Sequence[AccessRequest] = ()
+    ) -> Principal:
         return self._anyone
 
     async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from anyio import to_thread
 from starlette.requests import Request
 
@@ -14,7 +16,7 @@ from registry.domain.errors import DENIED, UNAUTHORIZED, RegistryError
 from registry.http.access import AccessRequest, Principal
 
 
-def _to_access(needed: list[AccessRequest]) -> list[Access]:
+def _to_access(needed: Sequence[AccessRequest]) -> list[Access]:
     return [Access(n.type, n.name, frozenset(n.actions)) for n in needed]
 
 
@@ -28,10 +30,18 @@ class TokenAccess:
         self.policy = policy
         self.db = db
 
-    async def authorize(self, request: Request, needed: list[AccessRequest]) -> Principal:
+    async def authorize(
+        self, request: Request, needed: list[AccessRequest], wanted: Sequence[AccessRequest] = ()
+    ) -> Principal:
         # Signature checks are CPU-bound and short: no thread hop.
         decision = self.guard.check(request.headers.get("authorization"), _to_access(needed))
         if not decision.allowed:
+            challenge = decision.www_authenticate or ""
+            if wanted:
+                # Ask for the optional scopes too, or the next token still could not use them.
+                challenge = self.guard.challenge(
+                    merge(_to_access([*needed, *wanted])), decision.error
+                )
             if decision.error == INSUFFICIENT_SCOPE and await self._refused_by_policy(
                 decision.subject, needed
             ):
@@ -48,7 +58,7 @@ class TokenAccess:
                 else f"access denied: {decision.error.replace('_', ' ')}",
                 detail=[{"Type": n.type, "Name": n.name, "Action": a}
                         for n in needed for a in n.actions] or None,
-                headers={"WWW-Authenticate": decision.www_authenticate or ""},
+                headers={"WWW-Authenticate": challenge},
             )  # fmt: skip
         claims = decision.claims
         granted: frozenset[tuple[str, str, str]] = frozenset()

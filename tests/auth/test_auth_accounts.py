@@ -97,10 +97,10 @@ def test_rules_patterns_groups_and_intersection(
     # Names outside the repository grammar are never granted, whatever the pattern.
     accounts.grant(session, "user", "alice", "*", "pull")
     assert policy.grant(session, alice, parse_scopes(["repository:localhost:5000/x:pull"])) == []
-    assert (
-        policy.grant(session, alice, [Access("repository", "x", frozenset({"pull"}), "plugin")])
-        == []
-    )
+    # The deprecated resource class is ignored (scope.md): granted as a plain repository.
+    assert policy.grant(
+        session, alice, [Access("repository", "x", frozenset({"pull"}), "plugin")]
+    ) == [repository("x", "pull")]
 
 
 def test_admin_and_catalog(session: Session, passwords: Passwords, make_settings: Settings) -> None:

@@ -122,6 +122,39 @@ def test_wrong_service_and_bad_scope_400(auth: AuthComponents, session: Session)
     assert s.handle_post(session, form, "ip").status == 400
 
 
+def test_plugin_class_scope_is_granted_as_a_plain_repository(
+    auth: AuthComponents, session: Session
+) -> None:
+    """scope.md: the resource class is deprecated and ignored; token servers grant
+    `repository(plugin):…` like `repository:…` and return scopes without a class."""
+    s = svc(auth)
+    params = [("service", SERVICE), ("scope", "repository(plugin):team/app:pull,push")]
+    resp = s.handle_get(session, params, basic("alice", "pw"), "ip")
+    assert resp.status == 200
+    token = str(resp.body["token"])
+    assert access_of(auth, token) == ["repository:team/app:pull,push"]
+    assert auth.guard.check(f"Bearer {token}", required_access("PUT", "manifest", "team/app"))
+    # Still only what the account may do.
+    other = [("service", SERVICE), ("scope", "repository(plugin):secret/x:pull")]
+    assert access_of(auth, str(s.handle_get(session, other, basic("alice", "pw"), "ip")
+                               .body["token"])) == []  # fmt: skip
+
+
+def test_oauth_error_codes(auth: AuthComponents, session: Session) -> None:
+    """RFC 6749 section 5.2 names the error for an unknown grant type and a bad scope."""
+    s = svc(auth)
+    unknown = s.handle_post(session, [("grant_type", "client_credentials")], "ip")
+    assert (unknown.status, unknown.body["error"]) == (400, "unsupported_grant_type")
+    missing = s.handle_post(session, [("service", SERVICE)], "ip")
+    assert (missing.status, missing.body["error"]) == (400, "invalid_request")
+    form = [("grant_type", "password"), ("username", "alice"), ("password", "pw"),
+            ("scope", "repository:team/app")]  # fmt: skip
+    bad_scope = s.handle_post(session, form, "ip")
+    assert (bad_scope.status, bad_scope.body["error"]) == (400, "invalid_scope")
+    got = s.handle_get(session, [("scope", "repository::pull")], None, "ip")
+    assert (got.status, got.body["error"]) == (400, "invalid_scope")
+
+
 def test_post_password_then_refresh(auth: AuthComponents, session: Session) -> None:
     s = svc(auth)
     body = (

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from auth.challenge import bearer_challenge
 from auth.keys import KeyRing, SigningKey, signing_key_from_private
-from auth.scopes import Access, parse_scope
+from auth.scopes import Access, parse_scope, required_access
 from auth.tokens import InvalidToken, TokenIssuer, TokenVerifier
 
 ISS, AUD = "lading-test", "registry.example"
@@ -212,3 +212,28 @@ def test_challenge_format() -> None:
         'scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope"'
     )
     assert bearer_challenge('x"y', "s") == 'Bearer realm="x\\"y",service="s"'
+
+
+def test_wildcard_action_covers_every_action_on_that_resource_only(
+    key: SigningKey, verifier: TokenVerifier
+) -> None:
+    """distribution's access controller reads `*` in a token's actions as any action on
+    that resource, so tokens from external issuers that grant `*` must work here too."""
+    star = [{"type": "repository", "name": "a/b", "actions": ["*"]}]
+    claims = verifier.verify(_sign(key, _claims(access=star)))
+    for method in ("GET", "PUT", "DELETE"):
+        assert claims.missing(required_access(method, "manifest", "a/b")) == [], method
+    assert claims.allows(Access("repository", "a/b", frozenset({"delete"})))
+    assert claims.missing(required_access("GET", "manifest", "a/c")) != []
+    assert claims.missing(required_access("GET", "catalog")) != []
+
+
+def test_resource_class_is_ignored_when_authorizing(
+    key: SigningKey, verifier: TokenVerifier
+) -> None:
+    """scope.md: `repository` and `repository(plugin)` are equal when authorizing a token."""
+    plugin = [{"type": "repository", "class": "plugin", "name": "a/b", "actions": ["pull"]}]
+    claims = verifier.verify(_sign(key, _claims(access=plugin)))
+    assert claims.missing(required_access("GET", "blob", "a/b")) == []
+    assert claims.allows(Access("repository", "a/b", frozenset({"pull"})))
+    assert claims.missing(required_access("PUT", "manifest", "a/b")) != []
