@@ -67,10 +67,17 @@ class ParsedManifest:
         return self.media_type in INDEX_TYPES
 
     def blob_references(self) -> list[Descriptor]:
-        """Config and layers that must exist as blobs in the repository."""
+        """Config, layers and index entries that must exist as blobs in the repository."""
         refs = [self.config] if self.config is not None else []
         refs.extend(layer for layer in self.layers if not layer.urls)
+        # Index entries of types this registry stores no manifests of can only be blobs
+        # (BuildKit's registry cache lists its layers and cache config this way).
+        refs.extend(entry for entry in self.manifests if entry.media_type not in SUPPORTED_TYPES)
         return refs
+
+    def manifest_references(self) -> list[Descriptor]:
+        """Index entries that must exist as manifests in the repository."""
+        return [entry for entry in self.manifests if entry.media_type in SUPPORTED_TYPES]
 
     def effective_artifact_type(self) -> str | None:
         """The artifactType the referrers API reports for this manifest."""
@@ -193,9 +200,6 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     manifests: tuple[Descriptor, ...] = ()
     if is_index:
         manifests = _descriptor_list(body.get("manifests"), "manifests")
-        for i, child in enumerate(manifests):
-            if media_type == DOCKER_LIST and child.media_type not in IMAGE_TYPES | INDEX_TYPES:
-                raise _invalid(f"manifests[{i}] has unsupported mediaType {child.media_type!r}")
     else:
         if "config" not in body:
             raise _invalid("manifest has no config")

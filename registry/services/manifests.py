@@ -343,7 +343,7 @@ class ManifestService:
             "INSERT INTO manifest_blobs (manifest_id, blob_digest) VALUES (:m, :d)",
             [{"m": manifest_id, "d": d} for d in blob_digests],
         )
-        children = sorted({str(d.digest) for d in parsed.manifests})
+        children = sorted({str(d.digest) for d in parsed.manifest_references()})
         tx.many(
             "INSERT INTO manifest_references (parent_id, child_digest) VALUES (:m, :d)",
             [{"m": manifest_id, "d": c} for c in children],
@@ -367,7 +367,7 @@ class ManifestService:
                 )
             }
             missing.extend(sorted(wanted_blobs - found))
-        wanted_children = {str(d.digest) for d in parsed.manifests}
+        wanted_children = {str(d.digest) for d in parsed.manifest_references()}
         if wanted_children:
             clause, params = in_clause("c", sorted(wanted_children))
             lock = " FOR SHARE" if tx.is_postgres else ""

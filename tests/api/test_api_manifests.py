@@ -193,3 +193,45 @@ def test_index_of_indexes(client: httpx.Client, repo: str) -> None:
     )
     push_manifest(client, repo, "nested", outer)
     assert_pulls(client, repo, "nested", outer)
+
+
+# BuildKit's registry cache (``--cache-to type=registry``; the default before BuildKit 0.21,
+# ``image-manifest=false`` since) is an index whose entries are the cache config and layer
+# blobs, not manifests. The image spec has implementations ignore entry media types they do
+# not know, and distribution accepts such an index when the entries are blobs of the
+# repository.
+BUILDKIT_CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
+
+
+@pytest.mark.parametrize(
+    ("index_type", "layer_type"),
+    [
+        (OCI_INDEX, "application/vnd.oci.image.layer.v1.tar+gzip"),
+        (DOCKER_LIST, "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+    ],
+)
+def test_index_of_blobs_as_buildkit_cache_exports(
+    client: httpx.Client, repo: str, index_type: str, layer_type: str
+) -> None:
+    layers = [Blob(f"cache layer {i} {repo}".encode(), layer_type) for i in range(2)]
+    config = Blob(b'{"layers":[],"records":[]}', BUILDKIT_CACHE_CONFIG)
+    push_blobs(client, repo, [*layers, config])
+    entries = [
+        *(layer.descriptor(annotations={"buildkit/createdat": "2026-01-01"}) for layer in layers),
+        config.descriptor(),
+    ]
+    cache = Manifest(
+        json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}).encode(),
+        index_type,
+    )
+    push_manifest(client, repo, "buildcache", cache)
+    assert_pulls(client, repo, "buildcache", cache)
+    # An entry of an unknown type must still be content of this repository.
+    missing = Blob(b"never pushed " + repo.encode(), layer_type)
+    orphan = Manifest(
+        json.dumps(
+            {"schemaVersion": 2, "mediaType": index_type, "manifests": [missing.descriptor()]}
+        ).encode(),
+        index_type,
+    )
+    expect_error(put_manifest(client, repo, "orphan", orphan), 400, "MANIFEST_BLOB_UNKNOWN")

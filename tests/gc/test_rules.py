@@ -96,3 +96,22 @@ def test_re_pushing_a_blob_renews_its_grace(env: Env) -> None:
     env.push_blob("app", b"layer a client is about to reference")  # existing blob: relinked
     report = env.collector(delay=1.0).run()
     assert report.links_deleted == 0 and layer["digest"] in env.linked_blobs("app")
+
+
+def test_blobs_listed_in_an_index_are_kept_with_it(env: Env) -> None:
+    """A BuildKit cache index lists layer blobs (and its config) as entries, not manifests."""
+    layers = [env.push_blob("app", b"cache-layer-a"), env.push_blob("app", b"cache-layer-b")]
+    config = env.push_blob("app", b'{"records":[]}')
+    config["mediaType"] = "application/vnd.buildkit.cacheconfig.v0"
+    env.put_manifest(
+        "app",
+        "buildcache",
+        OCI_INDEX,
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*layers, config]},
+    )
+    env.collector().run()
+    wanted = {layers[0]["digest"], layers[1]["digest"], config["digest"]}
+    assert env.linked_blobs("app") == wanted and env.blob_rows() == wanted
+    env.manifests.delete("app", "buildcache")
+    env.collector().run()
+    assert env.manifest_digests("app") == set() and env.blob_rows() == set()
