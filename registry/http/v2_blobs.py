@@ -253,11 +253,12 @@ class BlobRoutes:
                 self.uploads.status, name, upload_id, principal.subject
             )
             headers = _upload_headers(status)
+            del headers["Content-Length"]  # never on a 204 (RFC 9110 section 8.6)
             return Response(status_code=204, headers=headers)
         if method == "DELETE":
             principal = await self._authorize(request, name, "pull", "push")
             await to_thread.run_sync(self.uploads.cancel, name, upload_id, principal.subject)
-            return Response(status_code=204, headers=_headers(**{"Content-Length": "0"}))
+            return Response(status_code=204, headers=_headers())
         principal = await self._authorize(request, name, "pull", "push")
         if method == "PATCH":
             status = await self._append(request, name, upload_id, principal, chunked=True)

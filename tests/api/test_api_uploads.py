@@ -52,6 +52,19 @@ def test_start_upload(client: httpx.Client, repo: str) -> None:
     assert upload_path(location(status)) == upload_path(url)
 
 
+def test_no_content_answers_carry_no_content_length(client: httpx.Client, repo: str) -> None:
+    """RFC 9110 section 8.6: a server MUST NOT send Content-Length in a 204 response."""
+    url = start_upload(client, repo)
+    assert patch_chunk(client, url, b"some bytes", 0).status_code == 202
+    for method in ("GET", "HEAD", "DELETE"):
+        response = client.request(method, url)
+        assert response.status_code == 204, f"{method}: {response.text}"
+        assert "Content-Length" not in response.headers, method
+        if method != "DELETE":
+            assert range_end(response) == len(b"some bytes") - 1
+            assert upload_path(location(response)) == upload_path(url)
+
+
 def test_monolithic_post(client: httpx.Client, repo: str) -> None:
     data = random_bytes(4096, seed=2)
     digest = digest_of(data)
