@@ -125,8 +125,10 @@ def build_components(settings: Settings) -> Components:
     db = Database(settings.resolved_database_url())
     driver = build_driver(settings)
     auth = build_auth(build_auth_settings(settings))
+    # Under an external issuer the local account tables are empty: only the issuer decides.
+    policy = auth.policy if settings.auth_mode == "token" else None
     access: AccessController = (
-        OpenAccess() if settings.auth_mode == "none" else TokenAccess(auth.guard, auth.policy, db)
+        OpenAccess() if settings.auth_mode == "none" else TokenAccess(auth.guard, policy, db)
     )
     return Components(
         settings=settings,

@@ -26,6 +26,7 @@ class TokenAccess:
     def __init__(
         self, guard: RequestGuard, policy: Policy | None = None, db: Database | None = None
     ) -> None:
+        """``policy`` and ``db``: Lading's own accounts (None under an external issuer)."""
         self.guard = guard
         self.policy = policy
         self.db = db
@@ -93,8 +94,11 @@ class TokenAccess:
         return await to_thread.run_sync(refused)
 
     async def visible_repositories(self, principal: Principal, names: list[str]) -> list[str]:
+        if self.policy is None or self.db is None:
+            # An external issuer's catalog grant is the whole catalog (as in distribution).
+            return names
         # Tokens carry no per-repository pull for the whole registry: ask the policy.
-        if not principal.subject or self.policy is None or self.db is None:
+        if not principal.subject:
             return []
         policy, db, subject = self.policy, self.db, principal.subject
 
