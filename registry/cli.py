@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
+
+import psycopg
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from registry.commands import admin_cli, fsck, gc, migrate, serve, users
 from registry.settings import SettingsError
 from storage.driver import StorageError
 
+# Raw driver errors too: some reads bypass SQLAlchemy's wrapping (registry/db/engine.py).
+DATABASE_TROUBLE = (
+    OperationalError,
+    ArgumentError,
+    psycopg.OperationalError,
+    sqlite3.OperationalError,
+)
 # Each module adds its own subcommand(s).
 COMMAND_MODULES = [serve, migrate, gc, fsck, users, admin_cli]
 
@@ -34,7 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Configuration and unreachable storage are the operator's to fix: no traceback.
         print(f"lading: {exc}", file=sys.stderr)
         return 2
+    except DATABASE_TROUBLE as exc:
+        # A database that is down, refuses us, or a database_url no driver understands.
+        cause = getattr(exc, "orig", None) or exc
+        print(f"lading: cannot use the database: {_one_line(cause)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A data directory that cannot be created, a file that cannot be read, ...
+        print(f"lading: {_one_line(exc)}", file=sys.stderr)
+        return 2
     return result
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

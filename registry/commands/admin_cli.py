@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -23,7 +24,9 @@ from registry.commands.admin_client import (
     add_connection_options,
     confirm,
     emit,
+    one_line,
     repo_path,
+    segment,
     split_reference,
     when,
 )
@@ -91,10 +94,10 @@ def tag_ls(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def tag_rm(client: AdminClient, args: argparse.Namespace) -> None:
-    name, tag = split_reference(args.reference)
-    if tag.startswith("sha"):
+    if "@" in args.reference:  # a tag may well start with "sha" (CI's sha-1a2b3c)
         raise AdminCliError("tag rm takes REPO:TAG; use manifest rm for REPO@DIGEST", 2)
-    result = client.request("DELETE", f"{repo_path(name)}/-/tags/{tag}")
+    name, tag = split_reference(args.reference)
+    result = client.request("DELETE", f"{repo_path(name)}/-/tags/{segment(tag)}")
     emit(args, result, [["DELETED"], [result["deleted"]]])
 
 
@@ -115,13 +118,13 @@ def manifest_rm(client: AdminClient, args: argparse.Namespace) -> None:
     if "@" not in args.reference:
         raise AdminCliError("manifest rm takes REPO@DIGEST", 2)
     name, digest = split_reference(args.reference)
-    result = client.request("DELETE", f"{repo_path(name)}/-/manifests/{digest}")
+    result = client.request("DELETE", f"{repo_path(name)}/-/manifests/{segment(digest)}")
     emit(args, result, [["DELETED"], [result["deleted"]]])
 
 
 def inspect(client: AdminClient, args: argparse.Namespace) -> None:
     name, reference = split_reference(args.reference)
-    view = client.get(f"{repo_path(name)}/-/inspect/{reference}", platform=args.platform)
+    view = client.get(f"{repo_path(name)}/-/inspect/{segment(reference)}", platform=args.platform)
     rows = [["FIELD", "VALUE"], ["Digest", view["digest"]], ["MediaType", view["media_type"]]]
     if view["platforms"] is not None:
         rows += [[f"Platform {p['platform'] or '?'}", p["digest"]] for p in view["platforms"]]
@@ -156,17 +159,47 @@ def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _retention_body(args: argparse.Namespace) -> dict[str, Any]:
+    # The API takes exactly one source; picking one here would run something else silently.
+    flags = any(
+        getattr(args, f) is not None and getattr(args, f) is not False  # 0 is a value
+        for f in (*_RULE_FLAGS, "repo_pattern", "name")
+    )
+    given = [args.all, bool(args.policy_id), bool(args.policy_file), flags]
+    if sum(given) > 1:
+        raise AdminCliError(
+            "give only one of --all, --policy-id, --policy-file or rule flags"
+            " (--repo-pattern, --keep-newest, ...)",
+            2,
+        )
     if args.all:
         return {"all": True}
     if args.policy_id:
         return {"policy_ids": args.policy_id}
     if args.policy_file:
-        try:
-            loaded = yaml.safe_load(Path(args.policy_file).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise AdminCliError(f"cannot read {args.policy_file}: {exc}", 2) from exc
-        return {"policy": loaded}
+        return {"policy": _policy_file(args.policy_file)}
     return {"policy": _policy_from_flags(args)}
+
+
+def _policy_file(path: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise AdminCliError(f"cannot read {path}: {one_line(exc)}", 2) from exc
+    if loaded is None:
+        raise AdminCliError(f"policy file {path} is empty", 2)
+    if not isinstance(loaded, dict):
+        raise AdminCliError(f"policy file {path} must hold a mapping of PolicyIn fields", 2)
+    return loaded
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):  # NaN or infinity cannot be sent as JSON
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
 
 
 def _plan_rows(plan: dict[str, Any]) -> list[list[str]]:
@@ -317,7 +350,7 @@ def _retention_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-pattern", help="fnmatch pattern, e.g. 'team/*'")
     parser.add_argument("--keep-newest", type=int, help="keep the newest N tags")
     parser.add_argument("--keep-regex", help="keep tags fully matching this regex")
-    parser.add_argument("--older-than-days", type=float, help="only delete tags older than D")
+    parser.add_argument("--older-than-days", type=_finite, help="only delete tags older than D")
     parser.add_argument("--delete-untagged", action="store_true", help="also untagged manifests")
 
 

@@ -21,6 +21,9 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from registry.domain.errors import RegistryError
+from registry.domain.names import check_name
+
 DEFAULT_URL = "http://127.0.0.1:5000"
 API = "/admin/v1"
 
@@ -51,10 +54,18 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(candidate.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise AdminCliError(f"cannot read {candidate}: {exc}", 2) from exc
+        raise AdminCliError(f"cannot read {candidate}: {one_line(exc)}", 2) from exc
     if not isinstance(loaded, dict):
         raise AdminCliError(f"{candidate} must hold a mapping", 2)
     return loaded
+
+
+def one_line(exc: Exception) -> str:
+    """An OS or YAML error in one line (PyYAML's own text draws the spot over several)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class AdminClient:
@@ -113,19 +124,34 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def repo_path(name: str) -> str:
-    """A repository name in an admin URL (slashes stay; ``/-/`` ends the name)."""
+    """A repository name in an admin URL (slashes stay; ``/-/`` ends the name).
+
+    Checked here: the server decodes ``%2F`` before routing, so a name holding ``/-/``
+    would reach another endpoint (``repo rm a/-/tags/v1`` would delete a tag).
+    """
+    try:
+        check_name(name)
+    except RegistryError as exc:
+        raise AdminCliError(f"{exc.code.code}: {exc.message}", 2) from exc
     return "/repositories/" + quote(name, safe="/")
+
+
+def segment(value: str) -> str:
+    """A tag or digest as one path segment: ``#``, ``?`` or ``/`` reach the server as typed."""
+    return quote(value, safe=":")
 
 
 def split_reference(text: str) -> tuple[str, str]:
     """``repo:tag`` or ``repo@digest`` -> (repo, tag-or-digest)."""
     if "@" in text:
-        name, _, digest = text.partition("@")
-        return name, digest
-    name, sep, tag = text.rpartition(":")
-    if not sep or "/" in tag:
+        name, _, reference = text.partition("@")
+    else:
+        name, sep, reference = text.rpartition(":")
+        if not sep or "/" in reference:
+            reference = ""
+    if not reference:
         raise AdminCliError(f"expected REPO:TAG or REPO@DIGEST, not {text!r}", 2)
-    return name, tag
+    return name, reference
 
 
 def when(value: str | None) -> str:

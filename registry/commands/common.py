@@ -8,12 +8,25 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from registry.settings import ENV_PREFIX, Settings, load_settings
+from registry.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Settings from --config/LADING_CONFIG, LADING_* and the command's own flags."""
     return load_settings(getattr(args, "config", None), overrides)
+
+
+def existing_registry(args: argparse.Namespace) -> Settings:
+    """Settings of a registry that exists: a mistyped --data-dir must not pass for an
+    empty, clean registry (and leave a new database behind)."""
+    settings = settings_from_args(args, data_dir=args.data_dir)
+    database = settings.data_dir / "lading.db"
+    if settings.database_url is None and not database.exists():
+        raise SettingsError(
+            f"no registry in {settings.data_dir}: {database} does not exist"
+            " (give --data-dir, LADING_DATA_DIR or data_dir of an existing registry)"
+        )
+    return settings
 
 
 def worker_count(settings: Settings) -> int:

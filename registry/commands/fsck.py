@@ -7,14 +7,14 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from registry.commands.common import settings_from_args
+from registry.commands.common import existing_registry
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     from registry.app import build_components, prepare
     from registry.services.fsck import FsckService
 
-    settings = settings_from_args(args, data_dir=args.data_dir)
+    settings = existing_registry(args)
     components = build_components(settings)
     try:
         prepare(components)

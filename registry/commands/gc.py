@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from registry.commands.common import settings_from_args
+from registry.commands.common import existing_registry
 from registry.commands.progress import ProgressBar, human
 
 # Test-only: seconds to pause after each deleting commit, so crash tests can kill mid-run.
@@ -19,7 +19,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from registry.app import build_components, prepare
     from registry.services.gc import GarbageCollector
 
-    settings = settings_from_args(args, data_dir=args.data_dir)
+    settings = existing_registry(args)
     components = build_components(settings)
     try:
         prepare(components)
@@ -55,7 +55,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from registry.app import build_components
     from registry.services.usage import space_report
 
-    settings = settings_from_args(args, data_dir=args.data_dir)
+    settings = existing_registry(args)
     components = build_components(settings)
     try:
         report = space_report(components.db)

@@ -1,0 +1,136 @@
+"""The ``lading`` CLI given bad input: a one-line ``lading: ...`` on stderr, a non-zero exit,
+no traceback, and nothing changed on the server or on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+from admin_support import push_image
+from support.server import RegistryServer, lading_command
+from support.tools import free_port
+
+A = "/admin/v1"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*lading_command(), *args], capture_output=True, text=True, env=full_env, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def refused(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """The command failed with ``code`` and one ``lading:`` line naming ``words``."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("lading: "), result.stderr
+    for word in words:
+        assert word in lines[0], result.stderr
+    return lines[0]
+
+
+def tags_of(client: httpx.Client, repo: str) -> set[str]:
+    return {t["name"] for t in client.get(f"{A}/repositories/{repo}/-/tags").json()["items"]}
+
+
+def test_a_repository_name_never_addresses_another_endpoint(
+    admin_server: RegistryServer, repo: str
+) -> None:
+    """``/-/`` ends a name in admin URLs: a name holding it must not reach a tag route."""
+    url = ["--url", admin_server.url]
+    with admin_server.client() as client:
+        push_image(client, repo, "v1", 90)
+        result = run("repo", "rm", f"{repo}/-/tags/v1", "--yes", *url)
+        refused(result, 2, "invalid repository name")
+        result = run("manifest", "ls", f"{repo}/-/tags", *url)
+        refused(result, 2, "invalid repository name")
+        refused(run("repo", "show", "", *url), 2, "invalid repository name")
+        refused(run("tag", "rm", ":v1", *url), 2, "invalid repository name")
+        assert tags_of(client, repo) == {"v1"}
+
+
+def test_a_tag_is_sent_as_typed(admin_server: RegistryServer, repo: str) -> None:
+    """``#`` or ``?`` in a reference must not cut it short or add query parameters."""
+    url = ["--url", admin_server.url]
+    with admin_server.client() as client:
+        push_image(client, repo, "v1", 91)
+        push_image(client, repo, "sha-1a2b3c", 93)
+        refused(run("tag", "rm", f"{repo}:v1#old", *url), 1, "TAG_INVALID")
+        refused(run("inspect", f"{repo}:v1?platform=x", *url), 1, "TAG_INVALID")
+        refused(run("tag", "rm", f"{repo}:", *url), 2, "REPO:TAG")
+        refused(run("tag", "rm", f"{repo}@sha256:{'0' * 64}", *url), 2, "manifest rm")
+        # CI tags such as docker/metadata-action's sha-<commit> are tags like any other.
+        assert run("tag", "rm", f"{repo}:sha-1a2b3c", *url).returncode == 0
+        assert tags_of(client, repo) == {"v1"}
+
+
+def test_retention_takes_exactly_one_policy_source(
+    admin_server: RegistryServer, repo: str, tmp_path: Path
+) -> None:
+    """Like the API's ``give exactly one of policy_ids, policy or all``: no silent choice."""
+    url = ["--url", admin_server.url]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"name: f\nrepository_pattern: '{repo}'\nkeep_newest: 0\n")
+    flags = ["--repo-pattern", repo, "--keep-newest", "0"]
+    with admin_server.client() as client:
+        push_image(client, repo, "v1", 92)
+        for source in (
+            ["--all", *flags],
+            ["--all", "--policy-id", "1"],
+            ["--all", "--keep-newest", "0"],
+            ["--policy-id", "1", *flags],
+            ["--policy-file", str(policy), *flags],
+            ["--policy-file", str(policy), "--all"],
+        ):
+            result = run("retention", "apply", *source, "--yes", *url)
+            refused(result, 2, "only one of")
+        assert tags_of(client, repo) == {"v1"}
+
+
+def test_retention_rejects_bad_numbers_and_files(
+    admin_server: RegistryServer, repo: str, tmp_path: Path
+) -> None:
+    url = ["--url", admin_server.url]
+    for days in ("nan", "inf", "-inf"):
+        result = run("retention", "preview", "--repo-pattern", repo, f"--older-than-days={days}",
+                     *url)  # fmt: skip
+        # An argparse usage error, like any other malformed number.
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "argument --older-than-days: not a finite number" in result.stderr
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    refused(run("retention", "preview", "--policy-file", str(empty), *url), 2, "empty")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- name: x\n")
+    refused(run("retention", "preview", "--policy-file", str(listed), *url), 2, "mapping")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [x\n")
+    refused(run("retention", "preview", "--policy-file", str(broken), *url), 2, "line 2")
+
+
+def test_local_commands_refuse_a_missing_data_dir(tmp_path: Path) -> None:
+    """A mistyped ``--data-dir`` must not look like an empty, clean registry."""
+    missing = tmp_path / "no-such-registry"
+    for command in (["gc", "--quiet"], ["usage"], ["fsck"]):
+        result = run(*command, "--data-dir", str(missing))
+        refused(result, 2, str(missing))
+        assert not missing.exists()
+
+
+def test_local_commands_report_an_unreachable_database(tmp_path: Path) -> None:
+    dead = f"postgresql+psycopg://lading:x@127.0.0.1:{free_port()}/lading"
+    for url in (dead, "nosuchdb://x"):
+        result = run("usage", "--data-dir", str(tmp_path), env={"LADING_DATABASE_URL": url})
+        refused(result, 2, "database")
+
+
+def test_serve_reports_an_unusable_data_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run("serve", "--port", str(free_port()), "--data-dir", str(blocker / "data"))
+    refused(result, 2, str(blocker))
