@@ -105,3 +105,49 @@ def test_a_plugin_class_scope_is_a_repository_scope(authn: Lading, source: Small
         got = client.get(f"/v2/{SOURCE}/blobs/{source.layer_digest}", headers=bearer(token))
         assert got.status_code == 200, got.text
         assert got.content == source.layer
+
+
+ROUTES = [
+    ("GET", "/v2/{repo}/manifests/v1", "pull"),
+    ("HEAD", "/v2/{repo}/manifests/v1", "pull"),
+    ("PUT", "/v2/{repo}/manifests/v2", "pull,push"),
+    ("DELETE", "/v2/{repo}/manifests/{manifest}", "delete"),
+    ("GET", "/v2/{repo}/blobs/{layer}", "pull"),
+    ("HEAD", "/v2/{repo}/blobs/{layer}", "pull"),
+    ("DELETE", "/v2/{repo}/blobs/{layer}", "delete"),
+    ("POST", "/v2/{repo}/blobs/uploads/", "pull,push"),
+    ("GET", "{upload}", "pull"),
+    ("PATCH", "{upload}", "pull,push"),
+    ("PUT", "{upload}?digest={layer}", "pull,push"),
+    ("DELETE", "{upload}", "pull,push"),
+    ("GET", "/v2/{repo}/tags/list", "pull"),
+    ("GET", "/v2/{repo}/referrers/{manifest}", "pull"),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "actions"), ROUTES)
+def test_each_route_challenges_for_its_exact_scope(
+    authn: Lading, source: SmallImage, method: str, template: str, actions: str
+) -> None:
+    """No token: 401 naming exactly the scope the route needs (and no `error`, RFC 6750
+    section 3.1); a token for another repository: the same scope with insufficient_scope."""
+    with authn.client() as client:
+        upload = ""
+        if "{upload}" in template:
+            admin = authn.admin_token(f"repository:{SOURCE}:pull,push")
+            started = client.post(f"/v2/{SOURCE}/blobs/uploads/", headers=bearer(admin))
+            assert started.status_code == 202, started.text
+            upload = started.headers["Location"]
+        path = template.format(repo=SOURCE, manifest=source.manifest_digest,
+                               layer=source.layer_digest, upload=upload)  # fmt: skip
+        # The admin's account may do anything: a short token is a challenge, never DENIED.
+        other = authn.admin_token("repository:scopes/elsewhere:pull,push")
+        for headers, error in (({}, None), (bearer(other), "insufficient_scope")):
+            response = client.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+            params = challenge_params(response.headers["WWW-Authenticate"])
+            assert params["realm"] == authn.realm and params["service"] == SERVICE
+            assert params["scope"] == f"repository:{SOURCE}:{actions}"
+            assert params.get("error") == error
+    assert authn.tags(SOURCE) == ["v1"]
