@@ -83,7 +83,7 @@ class PolicyIn(Strict):
         pattern=PRINTABLE,
         description="Tags fully matching this regex are kept.",
     )
-    delete_older_than_days: float | None = Field(None, ge=0, le=36500)
+    delete_older_than_days: float | None = Field(None, ge=0, le=36500, allow_inf_nan=False)
     delete_untagged: bool = False
 
     @field_validator("keep_regex")

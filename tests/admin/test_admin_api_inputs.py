@@ -1,0 +1,71 @@
+"""Admin API bodies with the wrong JSON types, non-finite numbers or too many bytes: a clear
+error with the right status, and nothing stored."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from admin_support import errors_of
+
+A = "/admin/v1"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("keep_newest", "3"), ("keep_newest", 3.0), ("delete_untagged", "yes"),
+     ("delete_untagged", 1)],
+)  # fmt: skip
+def test_policy_fields_take_json_types_only(
+    client: httpx.Client, field: str, value: object
+) -> None:
+    """docs/admin.md: bodies are strict; a string is not a number, 1 is not true."""
+    name = unique("typed")
+    body = {"name": name, "repository_pattern": "nothing/*", "keep_newest": 1, field: value}
+    response = client.post(f"{A}/retention/policies", json=body)
+    assert response.status_code == 422, response.text
+    error = errors_of(response)[0]
+    assert error["code"] == "VALIDATION_FAILED" and field in error["message"]
+    stored = client.get(f"{A}/retention/policies").json()["items"]
+    assert name not in {p["name"] for p in stored}
+
+
+def test_account_and_run_flags_take_json_types_only(client: httpx.Client) -> None:
+    user = unique("typed")
+    made = client.post(
+        f"{A}/accounts/users", json={"username": user, "password": "long-enough-1", "admin": "yes"}
+    )
+    assert made.status_code == 422, made.text
+    assert "admin" in errors_of(made)[0]["message"]
+    assert client.get(f"{A}/accounts/users/{user}").status_code == 404
+    for path, body in (("/gc/runs", {"dry_run": "false"}), ("/retention/preview", {"all": 1})):
+        response = client.post(A + path, json=body)
+        assert response.status_code == 422, response.text
+        assert errors_of(response)[0]["code"] == "VALIDATION_FAILED"
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_days_are_named_as_such(client: httpx.Client, number: str) -> None:
+    name = unique("nan")
+    raw = f'{{"name":"{name}","repository_pattern":"x","delete_older_than_days":{number}}}'
+    response = client.post(
+        f"{A}/retention/policies", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert "finite" in errors_of(response)[0]["message"]
+
+
+def test_an_oversized_body_is_413_and_says_what(client: httpx.Client) -> None:
+    name = unique("big")
+    body = {"name": name, "repository_pattern": "x" * 2_000_000, "keep_newest": 1}
+    response = client.post(f"{A}/retention/policies", content=json.dumps(body).encode())
+    assert response.status_code == 413, response.text
+    message = errors_of(response)[0]["message"]
+    assert "manifest" not in message and "body" in message and "1048576" in message
+    assert name not in {p["name"] for p in client.get(f"{A}/retention/policies").json()["items"]}
