@@ -32,7 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Put each command's one-line help (shown in its parent's list) atop its own --help."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        listed = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, command in action.choices.items():
+            summary = listed.get(name)
+            if summary and summary not in (command.description or ""):
+                more = command.description
+                command.description = f"{summary}. {more}" if more else summary
+            _describe(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from registry.commands.admin_client import AdminClient, AdminCliError, confirm, emit, when
+from registry.commands.common import GRANT_HELP
 
 API = "/accounts"
 
@@ -243,15 +244,19 @@ def register(sub: Any, leaf: Any) -> None:
         p.add_argument("--off", dest="on", action="store_false")
     rm = leaf(users, "rm", user_rm, "delete a user with its robots and rules")
     rm.add_argument("name")
-    rm.add_argument("-y", "--yes", action="store_true")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
     group = sub.add_parser("group-remote", help="groups on a running server")
     groups = group.add_subparsers(dest="group_command", required=True)
     leaf(groups, "ls", group_ls, "list groups")
-    for name, command in (("show", group_show), ("add", group_add), ("rm", group_rm)):
-        leaf(groups, name, command, f"{name} a group").add_argument("name")
-    for name, command in (("member-add", group_member_add), ("member-rm", group_member_rm)):
-        p = leaf(groups, name, command, name.replace("-", " "))
+    for name, command, text in (("show", group_show, "show a group and its members"),
+                                ("add", group_add, "create a group"),
+                                ("rm", group_rm, "delete a group and its rules")):  # fmt: skip
+        leaf(groups, name, command, text).add_argument("name")
+    members = (("member-add", group_member_add, "add a user to a group"),
+               ("member-rm", group_member_rm, "remove a user from a group"))  # fmt: skip
+    for name, command, text in members:
+        p = leaf(groups, name, command, text)
         p.add_argument("name")
         p.add_argument("user")
 
@@ -260,7 +265,7 @@ def register(sub: Any, leaf: Any) -> None:
     ls = leaf(perms, "ls", perm_ls, "list rules")
     ls.add_argument("--subject-type", choices=["user", "group", "robot"])
     ls.add_argument("--subject")
-    p = leaf(perms, "grant", perm_grant, "e.g. grant group team 'team/*' pull,push")
+    p = leaf(perms, "grant", perm_grant, GRANT_HELP)
     p.add_argument("subject_type", choices=["user", "group", "robot"])
     p.add_argument("subject", help="username, group or robot login owner+name")
     p.add_argument("pattern")
@@ -277,8 +282,9 @@ def register(sub: Any, leaf: Any) -> None:
     p.add_argument("--scope", action="append", help="PATTERN:ACTIONS, repeatable")
     p.add_argument("--admin", action="store_true", help="the admin scope (owner must be admin)")
     p.add_argument("--expires-days", type=int, default=None)
-    for name, command in (("revoke", robot_revoke), ("rm", robot_rm)):
-        leaf(robots, name, command, f"{name} a robot").add_argument("login", help="owner+name")
+    for name, command, text in (("revoke", robot_revoke, "revoke a robot (kept for the record)"),
+                                ("rm", robot_rm, "delete a robot and its rules")):  # fmt: skip
+        leaf(robots, name, command, text).add_argument("login", help="owner+name")
 
     public = sub.add_parser("public-remote", help="public pull patterns on a running server")
     publics = public.add_subparsers(dest="public_command", required=True)

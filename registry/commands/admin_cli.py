@@ -365,7 +365,7 @@ def register(sub: Any) -> None:
     _leaf(repo, "show", repo_show, "show one repository").add_argument("name")
     rm = _leaf(repo, "rm", repo_rm, "delete a repository (GC frees its blobs)")
     rm.add_argument("name")
-    rm.add_argument("-y", "--yes", action="store_true")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
     tag = sub.add_parser("tag", help="tags on a running server").add_subparsers(
         dest="tag_command", required=True
@@ -392,7 +392,7 @@ def register(sub: Any) -> None:
     _retention_flags(_leaf(retention, "preview", retention_preview, "what would be deleted"))
     apply = _leaf(retention, "apply", retention_apply, "delete what the policy selects")
     _retention_flags(apply)
-    apply.add_argument("-y", "--yes", action="store_true")
+    apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _leaf(retention, "ls", retention_ls, "list stored policies")
     _retention_flags(_leaf(retention, "create", retention_create, "store a policy"))
     _leaf(retention, "rm", retention_rm, "delete a stored policy").add_argument("id", type=int)

@@ -10,6 +10,12 @@ from pydantic import SecretStr
 
 from registry.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
+# Shared by `perm grant` and `perm-remote grant`.
+GRANT_HELP = (
+    "allow a user, group or robot actions on repositories matching a pattern"
+    " (e.g. grant group team 'team/*' pull,push)"
+)
+
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Settings from --config/LADING_CONFIG, LADING_* and the command's own flags."""

@@ -18,7 +18,7 @@ from auth import accounts, robots
 from auth.accounts import AccountError
 from auth.passwords import Passwords
 from registry.app import build_auth_settings
-from registry.commands.common import settings_from_args
+from registry.commands.common import GRANT_HELP, settings_from_args
 from registry.db import migrate
 from registry.db.engine import Database
 
@@ -203,53 +203,55 @@ EXTERNAL_REFUSAL = (
 
 def register(sub: Any) -> None:
     user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
-    for name in ("add", "passwd"):
-        p = _leaf(user, name, "name")
+    for name, text in (("add", "create a user"), ("passwd", "set a user's password")):
+        p = _leaf(user, name, "name", help=text)
         p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "add":
             p.add_argument("--admin", action="store_true")
-    _leaf(user, "rm", "name")
-    for name in ("admin", "disable"):
-        _leaf(user, name, "name").add_argument("--off", dest="on", action="store_false")
-    _leaf(user, "ls")
+    _leaf(user, "rm", "name", help="delete a user with its robots and rules")
+    for name, text in (("admin", "make a user an admin (--off: no longer)"),
+                       ("disable", "disable a user (--off: enable)")):  # fmt: skip
+        _leaf(user, name, "name", help=text).add_argument("--off", dest="on", action="store_false")
+    _leaf(user, "ls", help="list users")
 
     group = sub.add_parser("group", help="groups (teams)").add_subparsers(
         dest="action", required=True
     )
-    _leaf(group, "add", "name")
-    _leaf(group, "rm", "name")
-    _leaf(group, "member-add", "name", "user")
-    _leaf(group, "member-rm", "name", "user")
+    _leaf(group, "add", "name", help="create a group")
+    _leaf(group, "rm", "name", help="delete a group and its rules")
+    _leaf(group, "member-add", "name", "user", help="add a user to a group")
+    _leaf(group, "member-rm", "name", "user", help="remove a user from a group")
 
     perm = sub.add_parser("perm", help="permission rules").add_subparsers(
         dest="action", required=True
     )
-    p = _leaf(perm, "grant", help="e.g. grant group team 'team/*' pull,push")
+    p = _leaf(perm, "grant", help=GRANT_HELP)
     p.add_argument("subject_type", choices=["user", "group", "robot"])
     for positional in ("subject", "pattern", "actions"):
         p.add_argument(positional)
-    _leaf(perm, "revoke").add_argument("id", type=int)
-    _leaf(perm, "ls")
+    _leaf(perm, "revoke", help="delete a rule by id").add_argument("id", type=int)
+    _leaf(perm, "ls", help="list rules")
 
     robot = sub.add_parser("robot", help="robot accounts / access tokens").add_subparsers(
         dest="action", required=True
     )
-    p = _leaf(robot, "create", "owner", "name")
+    p = _leaf(robot, "create", "owner", "name", help="create a robot; prints its secret once")
     p.add_argument("--scope", action="append", default=[], help="PATTERN:ACTIONS, repeatable")
     p.add_argument(
         "--admin", action="store_true", help="admin scope (admin API); only for an admin's robot"
     )
     p.add_argument("--expires-days", type=int, default=None)
-    for name in ("revoke", "rm"):
-        _leaf(robot, name).add_argument("login", help="owner+name")
-    _leaf(robot, "ls")
+    for name, text in (("revoke", "revoke a robot (kept for the record)"),
+                       ("rm", "delete a robot and its rules")):  # fmt: skip
+        _leaf(robot, name, help=text).add_argument("login", help="owner+name")
+    _leaf(robot, "ls", help="list robots")
 
     public = sub.add_parser("public", help="repositories anyone may pull").add_subparsers(
         dest="action", required=True
     )
-    _leaf(public, "add", "pattern")
-    _leaf(public, "rm", "pattern")
-    _leaf(public, "ls")
+    _leaf(public, "add", "pattern", help="let anyone pull repositories matching a pattern")
+    _leaf(public, "rm", "pattern", help="remove a public pattern")
+    _leaf(public, "ls", help="list public patterns")
 
     for parser, func in ((user, cmd_user), (group, cmd_group), (perm, cmd_perm),
                          (robot, cmd_robot), (public, cmd_public)):  # fmt: skip
