@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,6 +69,18 @@ def one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _server_url(text: str) -> httpx.URL:
+    problem = f"invalid server URL {text!r}: give http(s)://host[:port]"
+    try:
+        url = httpx.URL(text.rstrip("/"))
+        port = url.port  # parsed lazily by some httpx versions
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise AdminCliError(f"{problem} ({exc})", 2) from exc
+    if url.scheme not in ("http", "https") or not url.host or not 0 < (port or 80) < 65536:
+        raise AdminCliError(problem, 2)
+    return url
+
+
 class AdminClient:
     def __init__(self, args: argparse.Namespace) -> None:
         conf = _file_settings(args)
@@ -78,13 +91,16 @@ class AdminClient:
         username = os.environ.get("LADING_USERNAME") or conf.get("username")
         password = os.environ.get("LADING_PASSWORD") or conf.get("password")
         if token:
+            # A header carries printable ASCII only; anything else is a copy-paste slip.
+            if not re.fullmatch(r"[\x21-\x7e]+", str(token)):
+                raise AdminCliError("the admin token holds spaces or non-ASCII characters", 2)
             headers["Authorization"] = f"Bearer {token}"
         elif username and password:
             auth = httpx.BasicAuth(str(username), str(password))
         # Request lines would drown the output; errors are reported by us.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.http = httpx.Client(
-            base_url=str(url).rstrip("/"), headers=headers, auth=auth, timeout=600.0
+            base_url=_server_url(str(url)), headers=headers, auth=auth, timeout=600.0
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

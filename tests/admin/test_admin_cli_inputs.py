@@ -134,3 +134,16 @@ def test_serve_reports_an_unusable_data_dir(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     result = run("serve", "--port", str(free_port()), "--data-dir", str(blocker / "data"))
     refused(result, 2, str(blocker))
+
+
+def test_unusable_credentials_and_urls_are_named(tmp_path: Path) -> None:
+    """Checked before any request: no traceback, and not blamed on the network."""
+    url = ["--url", f"http://127.0.0.1:{free_port()}"]
+    for token in ("tökén", "two\nlines"):
+        result = run("usage-remote", *url, env={"LADING_ADMIN_TOKEN": token})
+        refused(result, 2, "admin token")
+    config = tmp_path / "admin.yaml"
+    config.write_text("token: 'ä-token'\n")
+    refused(run("usage-remote", *url, "--admin-config", str(config)), 2, "admin token")
+    for bad in ("http://[::1", "http://127.0.0.1:99999"):
+        refused(run("usage-remote", "--url", bad), 2, "server URL", bad)
