@@ -38,7 +38,11 @@ Command = Callable[[AdminClient, argparse.Namespace], None]
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            command(AdminClient(args), args)
+            client = AdminClient(args)
+            try:
+                command(client, args)
+            except KeyError as exc:  # another service, or a server of another version
+                raise AdminCliError(f"{client.not_lading} (no {exc} in its answer)") from exc
         except AdminCliError as exc:
             print(f"lading: {exc}", file=sys.stderr)
             return exc.code

@@ -112,7 +112,17 @@ class AdminClient:
             raise AdminCliError(_error_text(response))
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):  # every admin API answer is a JSON object
+            raise AdminCliError(f"{self.not_lading} (its answer is not a JSON object)")
+        return data
+
+    @property
+    def not_lading(self) -> str:
+        return f"{self.http.base_url} does not answer like a Lading admin API"
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
@@ -135,7 +145,7 @@ def _error_text(response: httpx.Response) -> str:
         first = errors[0]
         text = f"{first['code']}: {first['message']}"
     except (ValueError, KeyError, IndexError, TypeError):
-        text = response.text[:300]
+        text = " ".join(response.text.split())[:300]  # a proxy's HTML page, say
     return f"{response.status_code} {text}"
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 from admin_support import push_image
 from support.server import RegistryServer, lading_command
 from support.tools import free_port
@@ -147,3 +151,41 @@ def test_unusable_credentials_and_urls_are_named(tmp_path: Path) -> None:
     refused(run("usage-remote", *url, "--admin-config", str(config)), 2, "admin token")
     for bad in ("http://[::1", "http://127.0.0.1:99999"):
         refused(run("usage-remote", "--url", bad), 2, "server URL", bad)
+
+
+@pytest.fixture
+def impostor() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """A real HTTP server that is not Lading: the status and body the test puts first."""
+    bodies: list[tuple[int, bytes]] = [(200, b"")]
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = bodies[0]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_that_is_not_lading_is_named(
+    impostor: tuple[str, list[tuple[int, bytes]]],
+) -> None:
+    """A login page or another service at --url: say so, without a traceback."""
+    url, bodies = impostor
+    for body in (b"<html>sign in</html>", b'{"status": "ok"}', b"[]"):
+        bodies[0] = (200, body)
+        refused(run("usage-remote", "--url", url), 1, url, "Lading")
+        refused(run("repo", "ls", "--url", url), 1, url, "Lading")
+    # A proxy's HTML error page: its text, on one line.
+    bodies[0] = (502, b"<html>\n<body>\n<h1>Bad Gateway</h1>\n</body>\n</html>\n")
+    refused(run("usage-remote", "--url", url), 1, "502", "Bad Gateway")
