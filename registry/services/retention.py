@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from registry.db.engine import Database, rows_affected
 from registry.db.models import (
     Manifest,
     ManifestBlob,
+    ManifestReference,
     Repository,
     RetentionPolicy,
     Tag,
@@ -341,14 +342,31 @@ class RetentionService:
                         Tag.manifest_id == tag.manifest_id,
                     )
                 )
-            for manifest in repo_plan.manifests:
-                # A tag pushed onto it since the plan was made keeps it.
-                result = session.execute(
-                    delete(Manifest).where(
-                        Manifest.id == manifest.id,
-                        ~exists().where(Tag.manifest_id == Manifest.id),
+            parent = aliased(Manifest)
+            listed = exists().where(
+                ManifestReference.child_digest == Manifest.digest,
+                ManifestReference.parent_id == parent.id,
+                parent.repository_id == repo_id,
+            )
+            # Newest first: an index usually goes before the images it lists; another
+            # pass takes the images whose planned index went after them.
+            pending = list(reversed(repo_plan.manifests))
+            while pending:
+                left = []
+                for manifest in pending:
+                    # A tag pushed onto it, or an index listing it, since the plan keeps it.
+                    result = session.execute(
+                        delete(Manifest).where(
+                            Manifest.id == manifest.id,
+                            ~exists().where(Tag.manifest_id == Manifest.id),
+                            ~listed,
+                        )
                     )
-                )
-                if rows_affected(result) and manifest.storage_key is not None:
-                    removed.append(manifest.storage_key)
+                    if not rows_affected(result):
+                        left.append(manifest)
+                    elif manifest.storage_key is not None:
+                        removed.append(manifest.storage_key)
+                if len(left) == len(pending):
+                    break
+                pending = left
         return removed
