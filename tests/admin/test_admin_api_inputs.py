@@ -69,3 +69,19 @@ def test_an_oversized_body_is_413_and_says_what(client: httpx.Client) -> None:
     message = errors_of(response)[0]["message"]
     assert "manifest" not in message and "body" in message and "1048576" in message
     assert name not in {p["name"] for p in client.get(f"{A}/retention/policies").json()["items"]}
+
+
+def test_deleting_what_is_not_there_names_it(client: httpx.Client, repo: str) -> None:
+    """404 that says which tag or manifest of which repository was not found."""
+    digest = "sha256:" + "0" * 64
+    for path, what in (
+        (f"{repo}/-/tags/nosuch", "nosuch"),
+        (f"{repo}/-/manifests/{digest}", digest),
+    ):
+        response = client.delete(f"{A}/repositories/{path}")
+        assert response.status_code == 404, response.text
+        error = errors_of(response)[0]
+        assert error["code"] == "MANIFEST_UNKNOWN"
+        assert what in error["message"] and repo in error["message"], error
+    gone = client.delete(f"{A}/repositories/{repo}")
+    assert gone.status_code == 404 and errors_of(gone)[0]["code"] == "NAME_UNKNOWN"

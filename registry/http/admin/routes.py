@@ -10,7 +10,7 @@ from anyio import to_thread
 from starlette.responses import Response
 
 from registry.domain.digests import parse_digest
-from registry.domain.errors import REQUEST_INVALID, RegistryError
+from registry.domain.errors import MANIFEST_UNKNOWN, REQUEST_INVALID, RegistryError
 from registry.domain.names import check_name, check_tag
 from registry.http.admin import schemas as s
 from registry.http.admin.framework import Call, Endpoint, json_response
@@ -215,7 +215,16 @@ class AdminApi:
         self, call: Call, name: str, reference: str, action: str, target: str
     ) -> Response:
         """Delete a tag or a manifest (by digest), then record it in the audit log."""
-        await to_thread.run_sync(self.manifests.delete, name, reference)
+        try:
+            await to_thread.run_sync(self.manifests.delete, name, reference)
+        except RegistryError as exc:
+            if exc.code is not MANIFEST_UNKNOWN:
+                raise
+            # The v2 wording ("manifest unknown") would not say which tag was missing.
+            kind = "tag" if action.startswith("tag") else "manifest"
+            raise RegistryError(
+                MANIFEST_UNKNOWN, f"no {kind} {reference} in {name}", detail=exc.detail
+            ) from exc
         await to_thread.run_sync(self.audit.record, call.principal.subject, action, target, None)
         return json_response(s.DeletionOut(deleted=target))
 
