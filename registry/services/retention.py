@@ -1,6 +1,7 @@
 """Retention policies: which tags and manifests may go, what that frees, and doing it.
 
-A tag goes when every policy matching its repository lets it go: it is not among the
+A tag goes when every policy matching its repository lets it go (a policy with only
+``delete_untagged`` has no say on tags): it is not among the
 newest ``keep_newest`` (by push time), does not fully match ``keep_regex`` and, if
 ``delete_older_than_days`` is set, is older than that. A manifest goes when nothing left
 reaches it: no surviving tag, no surviving index listing it as a child, and no surviving
@@ -108,12 +109,16 @@ def _stored(row: RetentionPolicy) -> StoredPolicy:
     return StoredPolicy(row.id, rules, row.created_at, row.updated_at)
 
 
-def doomed_tags(contents: RepositoryContents, rules: Rules, now: dt.datetime) -> set[str]:
-    if (
+def has_tag_rules(rules: Rules) -> bool:
+    return not (
         rules.keep_newest is None
         and rules.keep_regex is None
-        and (rules.delete_older_than_days is None)
-    ):
+        and rules.delete_older_than_days is None
+    )
+
+
+def doomed_tags(contents: RepositoryContents, rules: Rules, now: dt.datetime) -> set[str]:
+    if not has_tag_rules(rules):
         return set()
     newest = sorted(contents.tags, key=lambda t: (t.updated_at, t.name), reverse=True)
     kept = {t.name for t in newest[: rules.keep_newest or 0]}
@@ -243,7 +248,9 @@ class RetentionService:
                 continue
             contents = self.catalog.contents(name, platforms=False)
             gone: set[str] | None = None
-            for rules in matching:
+            # A policy without tag rules (only delete_untagged) abstains: were it to vote,
+            # it would keep every tag and silence the other policies.
+            for rules in filter(has_tag_rules, matching):
                 mine = doomed_tags(contents, rules, now)
                 gone = mine if gone is None else gone & mine
             gone = gone or set()

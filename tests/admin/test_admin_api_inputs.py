@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from admin_support import errors_of
+from admin_support import errors_of, push_image
 
 A = "/admin/v1"
 
@@ -85,3 +85,23 @@ def test_deleting_what_is_not_there_names_it(client: httpx.Client, repo: str) ->
         assert what in error["message"] and repo in error["message"], error
     gone = client.delete(f"{A}/repositories/{repo}")
     assert gone.status_code == 404 and errors_of(gone)[0]["code"] == "NAME_UNKNOWN"
+
+
+def test_an_untagged_only_policy_does_not_veto_tag_rules(client: httpx.Client, repo: str) -> None:
+    """A policy that only deletes untagged manifests says nothing about tags: with it, a
+    keep-newest policy on the same repositories still trims them."""
+    for i in range(3):
+        push_image(client, repo, f"v{i}", 96 + i)
+    bodies = [
+        {"name": unique("untagged"), "repository_pattern": repo, "delete_untagged": True},
+        {"name": unique("trim"), "repository_pattern": repo, "keep_newest": 1},
+    ]
+    ids = [client.post(f"{A}/retention/policies", json=b).json()["id"] for b in bodies]
+    try:
+        alone = client.post(f"{A}/retention/preview", json={"policy_ids": ids[1:]}).json()
+        both = client.post(f"{A}/retention/preview", json={"policy_ids": ids}).json()
+    finally:
+        for policy_id in ids:
+            client.delete(f"{A}/retention/policies/{policy_id}")
+    assert alone["tags"] == 2
+    assert both["tags"] == 2 and both["manifests"] == alone["manifests"] == 2
