@@ -87,7 +87,16 @@ class InspectService:
                 )
             record = self.manifests.resolve(repository, chosen.digest)
             document = self.content.manifest_json(record)
-        return self._image(repository, record, document)
+            return self._image(repository, record, document)
+        view = self._image(repository, record, document)
+        if platform is not None and view.platform != platform:
+            # As `docker pull --platform`: another platform's image is not an answer.
+            raise RegistryError(
+                MANIFEST_UNKNOWN,
+                f"{reference} is a {view.platform or 'platform-less'} image, not {platform}",
+                detail={"available": [view.platform] if view.platform else []},
+            )
+        return view
 
     def _children_size(self, repository: str, children: list[PlatformView]) -> int:
         """Children's manifests plus their distinct config and layer blobs."""

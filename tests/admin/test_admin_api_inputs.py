@@ -105,3 +105,14 @@ def test_an_untagged_only_policy_does_not_veto_tag_rules(client: httpx.Client, r
             client.delete(f"{A}/retention/policies/{policy_id}")
     assert alone["tags"] == 2
     assert both["tags"] == 2 and both["manifests"] == alone["manifests"] == 2
+
+
+def test_inspecting_an_image_for_another_platform_is_404(client: httpx.Client, repo: str) -> None:
+    """Like ``docker pull --platform``: an amd64 image is no answer to linux/arm64."""
+    push_image(client, repo, "amd", 99)
+    url = f"{A}/repositories/{repo}/-/inspect/amd"
+    assert client.get(url, params={"platform": "linux/amd64"}).status_code == 200
+    other = client.get(url, params={"platform": "linux/arm64"})
+    assert other.status_code == 404, other.text
+    error = errors_of(other)[0]
+    assert error["code"] == "MANIFEST_UNKNOWN" and "linux/amd64" in error["message"]
