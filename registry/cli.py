@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cause = getattr(exc, "orig", None) or exc
         print(f"lading: cannot use the database: {_one_line(cause)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lading: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     except OSError as exc:
         # A data directory that cannot be created, a file that cannot be read, ...
         print(f"lading: {_one_line(exc)}", file=sys.stderr)

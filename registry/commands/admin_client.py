@@ -200,5 +200,9 @@ def confirm(args: argparse.Namespace, what: str) -> None:
         return
     if not sys.stdin.isatty():
         raise AdminCliError(f"refusing to {what} without --yes", 2)
-    if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
+    try:
+        answer = input(f"{what}? [y/N] ")
+    except EOFError:  # Ctrl-D: no is the answer
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
         raise AdminCliError("cancelled", 1)

@@ -4,11 +4,16 @@ no traceback, and nothing changed on the server or on disk."""
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -189,3 +194,45 @@ def test_a_server_that_is_not_lading_is_named(
     # A proxy's HTML error page: its text, on one line.
     bodies[0] = (502, b"<html>\n<body>\n<h1>Bad Gateway</h1>\n</body>\n</html>\n")
     refused(run("usage-remote", "--url", url), 1, "502", "Bad Gateway")
+
+
+def at_the_prompt(server: RegistryServer, repo: str, answer: Callable[[int, Any], None]) -> Any:
+    """``repo rm`` on a terminal, stopped at its question by ``answer(master_fd, process)``."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    process = subprocess.Popen(
+        [*lading_command(), "repo", "rm", repo, "--url", server.url],
+        stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    assert process.stderr is not None
+    try:
+        # Without the readline module Python asks on stderr.
+        asked = ""
+        deadline = time.monotonic() + 60
+        while "[y/N]" not in asked and time.monotonic() < deadline:
+            ready = select.select([master, process.stderr], [], [], 1)[0]
+            if master in ready:
+                os.read(master, 1024)
+            if process.stderr in ready:
+                asked += os.read(process.stderr.fileno(), 1024).decode()
+        assert "[y/N]" in asked, asked
+        answer(master, process)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+
+
+def test_end_of_input_or_ctrl_c_at_a_question_cancels(
+    admin_server: RegistryServer, repo: str
+) -> None:
+    with admin_server.client() as client:
+        push_image(client, repo, "v1", 100)
+        eof = at_the_prompt(admin_server, repo, lambda fd, _: os.write(fd, b"\x04"))
+        refused(eof, 1, "cancelled")
+        interrupted = at_the_prompt(
+            admin_server, repo, lambda _, process: process.send_signal(signal.SIGINT)
+        )
+        refused(interrupted, 130, "interrupted")
+        assert tags_of(client, repo) == {"v1"}
