@@ -116,3 +116,11 @@ def test_inspecting_an_image_for_another_platform_is_404(client: httpx.Client, r
     assert other.status_code == 404, other.text
     error = errors_of(other)[0]
     assert error["code"] == "MANIFEST_UNKNOWN" and "linux/amd64" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/repositories/a/-/inspect/v1?platform=", "/audit?action="])
+def test_an_empty_filter_is_a_validation_error(client: httpx.Client, path: str) -> None:
+    """``?action=`` matched nothing and ``?platform=`` looked for a platform named ''."""
+    response = client.get(A + path)
+    assert response.status_code == 422, response.text
+    assert errors_of(response)[0]["code"] == "VALIDATION_FAILED"

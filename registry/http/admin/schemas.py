@@ -51,13 +51,16 @@ class ManifestQuery(PageQuery):
 
 class InspectQuery(Strict):
     platform: str | None = Field(
-        None, max_length=100, description="`os/arch[/variant]`: inspect that image of an index."
+        None,
+        min_length=1,
+        max_length=100,
+        description="`os/arch[/variant]`: inspect that image of an index.",
     )
 
 
 class AuditQuery(PageQuery):
     action: str | None = Field(
-        None, max_length=64, pattern=PRINTABLE, description="Only this action."
+        None, min_length=1, max_length=64, pattern=PRINTABLE, description="Only this action."
     )
 
 
