@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from registry.commands.admin_client import AdminClient, AdminCliError, confirm, emit, when
-from registry.commands.common import GRANT_HELP
+from registry.commands.common import GRANT_HELP, NOBODY_TO_ASK
 
 API = "/accounts"
 
@@ -25,6 +25,8 @@ def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
+        if not sys.stdin.isatty():  # getpass would warn, then read an empty stdin
+            raise AdminCliError(NOBODY_TO_ASK, 2)
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Repeat password: "):
             raise AdminCliError("passwords do not match", 2)

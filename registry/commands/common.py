@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from registry.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
+NOBODY_TO_ASK = "no password given: no terminal to ask on (pipe one with --password-stdin)"
 # Shared by `perm grant` and `perm-remote grant`.
 GRANT_HELP = (
     "allow a user, group or robot actions on repositories matching a pattern"

@@ -18,7 +18,7 @@ from auth import accounts, robots
 from auth.accounts import AccountError
 from auth.passwords import Passwords
 from registry.app import build_auth_settings
-from registry.commands.common import GRANT_HELP, settings_from_args
+from registry.commands.common import GRANT_HELP, NOBODY_TO_ASK, settings_from_args
 from registry.db import migrate
 from registry.db.engine import Database
 
@@ -27,6 +27,8 @@ def _read_password(args: argparse.Namespace) -> str:
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\n")
     else:
+        if not sys.stdin.isatty():  # getpass would warn, then read an empty stdin
+            raise AccountError(NOBODY_TO_ASK)
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Repeat password: "):
             raise AccountError("passwords do not match")
@@ -60,14 +62,19 @@ def _with_session(args: argparse.Namespace, action: Callable[..., Any]) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     action = args.action
+    password = ""
+    if action in ("add", "passwd"):
+        try:
+            password = _read_password(args)
+        except AccountError as exc:  # read before any session: report it the same way
+            print(f"lading: {exc}", file=sys.stderr)
+            return 1
     if action == "add":
-        password = _read_password(args)
         return _with_session(
             args, lambda s, p: accounts.add_user(s, p, args.name, password, admin=args.admin)
             and None,
         )  # fmt: skip
     if action == "passwd":
-        password = _read_password(args)
         return _with_session(args, lambda s, p: accounts.set_password(s, p, args.name, password))
     if action == "rm":
         return _with_session(args, lambda s, p: accounts.remove_user(s, args.name))

@@ -236,3 +236,18 @@ def test_end_of_input_or_ctrl_c_at_a_question_cancels(
         )
         refused(interrupted, 130, "interrupted")
         assert tags_of(client, repo) == {"v1"}
+
+
+def test_no_password_to_read_is_named(admin_server: RegistryServer, tmp_path: Path) -> None:
+    """Without a terminal and without --password-stdin there is nobody to ask."""
+    remote = run("user-remote", "add", "nopw", "--url", admin_server.url)
+    refused(remote, 2, "--password-stdin")
+    local = run("user", "add", "nopw", "--data-dir", str(tmp_path))
+    refused(local, 1, "--password-stdin")
+    short = subprocess.run(
+        [*lading_command(), "user", "add", "shortpw", "--password-stdin", "--data-dir",
+         str(tmp_path)],
+        input="short\n", capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LADING_")},
+    )  # fmt: skip
+    refused(short, 1, "8 characters")
