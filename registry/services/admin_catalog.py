@@ -226,14 +226,20 @@ class CatalogService:
                 pushed_at=r.created_at,
                 last_pulled_at=r.last_pulled_at,
             )
+        # On PostgreSQL each SELECT sees the commits made before it (read committed): rows
+        # of a manifest pushed after the first one are left out until the next look.
         for manifest_id, digest, size in blob_rows:
-            by_id[manifest_id].blobs[digest] = int(size)
+            if manifest_id in by_id:
+                by_id[manifest_id].blobs[digest] = int(size)
         for parent_id, child in ref_rows:
-            by_id[parent_id].children.append(child)
+            if parent_id in by_id:
+                by_id[parent_id].children.append(child)
         by_digest = {m.digest: m for m in by_id.values()}
         tags: list[TagInfo] = []
         for tag_name, manifest_id, updated_at in tag_rows:
-            info = by_id[manifest_id]
+            info = by_id.get(manifest_id)
+            if info is None:
+                continue
             info.tags.append(tag_name)
             tags.append(TagInfo(tag_name, updated_at, info))
         for info in by_digest.values():

@@ -1,7 +1,9 @@
 """Retention apply while a push goes on: what the push made reachable after the plan was
 made stays. The push is real (HTTP to a ``lading serve``), and SQLAlchemy's statement
 events time it between the plan's last read and the deleting transaction, which run
-in-process on the server's own database."""
+in-process on the server's own database. Under LADING_TEST_DATABASE=postgres the push
+lands between the catalog's own SELECTs (each sees newer commits there), which used to end
+in a KeyError: a 500 for tag and manifest listings during pushes."""
 
 from __future__ import annotations
 
