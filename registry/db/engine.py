@@ -133,6 +133,18 @@ class Database:
             yield session
 
     @contextmanager
+    def read_snapshot(self) -> Iterator[Session]:
+        """Like ``read``, but every query sees the same committed state.
+
+        SQLite's read transaction already does; PostgreSQL's default (read committed)
+        lets each statement see commits made since the one before.
+        """
+        with self._read_sessions() as session:
+            if not self.is_sqlite:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error."""
         with self.writer_lock(), self._write_sessions() as session, session.begin():

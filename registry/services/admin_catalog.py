@@ -104,7 +104,7 @@ class CatalogService:
         manifest_counts = select(Manifest.repository_id, func.count().label("n")).group_by(
             Manifest.repository_id
         )
-        with self.db.read() as session:
+        with self.db.read_snapshot() as session:
             repos = session.execute(
                 select(
                     Repository.id, Repository.name, Repository.created_at, Repository.last_push_at
@@ -178,7 +178,9 @@ class CatalogService:
 
     # -- contents --------------------------------------------------------------
     def contents(self, name: str, *, platforms: bool = True) -> RepositoryContents:
-        with self.db.read() as session:
+        # One snapshot for the four SELECTs: a push between them must not leave rows
+        # whose manifest the first one did not see.
+        with self.db.read_snapshot() as session:
             repo_id = session.scalar(select(Repository.id).where(Repository.name == name))
             if repo_id is None:
                 raise RegistryError(NAME_UNKNOWN, detail={"name": name})
@@ -226,20 +228,14 @@ class CatalogService:
                 pushed_at=r.created_at,
                 last_pulled_at=r.last_pulled_at,
             )
-        # On PostgreSQL each SELECT sees the commits made before it (read committed): rows
-        # of a manifest pushed after the first one are left out until the next look.
         for manifest_id, digest, size in blob_rows:
-            if manifest_id in by_id:
-                by_id[manifest_id].blobs[digest] = int(size)
+            by_id[manifest_id].blobs[digest] = int(size)
         for parent_id, child in ref_rows:
-            if parent_id in by_id:
-                by_id[parent_id].children.append(child)
+            by_id[parent_id].children.append(child)
         by_digest = {m.digest: m for m in by_id.values()}
         tags: list[TagInfo] = []
         for tag_name, manifest_id, updated_at in tag_rows:
-            info = by_id.get(manifest_id)
-            if info is None:
-                continue
+            info = by_id[manifest_id]
             info.tags.append(tag_name)
             tags.append(TagInfo(tag_name, updated_at, info))
         for info in by_digest.values():
