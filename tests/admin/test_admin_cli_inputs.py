@@ -3,7 +3,9 @@ no traceback, and nothing changed on the server or on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import pty
 import select
 import signal
@@ -224,6 +226,28 @@ def at_the_prompt(server: RegistryServer, repo: str, answer: Callable[[int, Any]
     return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
 
 
+# read(2)'s number, to see a process sleep in it (/proc/PID/syscall).
+READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
+
+
+def interrupt_the_read(_: int, process: subprocess.Popen[str]) -> None:
+    """SIGINT once the process sleeps reading its terminal.
+
+    A signal that lands between the prompt and the read is handled before the read
+    starts, and the read then waits for a key, as it would for a person.
+    """
+    deadline = time.monotonic() + 30
+    while READ_SYSCALL is not None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            fields = Path(f"/proc/{process.pid}/syscall").read_text().split()
+            if int(fields[0]) == READ_SYSCALL and int(fields[1], 16) == 0:
+                break
+        time.sleep(0.05)
+    else:
+        time.sleep(1)
+    process.send_signal(signal.SIGINT)
+
+
 def test_end_of_input_or_ctrl_c_at_a_question_cancels(
     admin_server: RegistryServer, repo: str
 ) -> None:
@@ -231,9 +255,7 @@ def test_end_of_input_or_ctrl_c_at_a_question_cancels(
         push_image(client, repo, "v1", 100)
         eof = at_the_prompt(admin_server, repo, lambda fd, _: os.write(fd, b"\x04"))
         refused(eof, 1, "cancelled")
-        interrupted = at_the_prompt(
-            admin_server, repo, lambda _, process: process.send_signal(signal.SIGINT)
-        )
+        interrupted = at_the_prompt(admin_server, repo, interrupt_the_read)
         refused(interrupted, 130, "interrupted")
         assert tags_of(client, repo) == {"v1"}
 
