@@ -40,7 +40,7 @@ from registry.services.listing import ListingService
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
 from registry.settings import Settings, load_settings
-from storage.driver import Driver
+from storage.driver import Driver, StorageFull
 from storage.filesystem import FilesystemDriver
 
 log = logging.getLogger("lading")
@@ -145,7 +145,11 @@ def build_components(settings: Settings) -> Components:
 
 def prepare(components: Components) -> None:
     """Check storage and bring the schema up to date; fail fast with a clear message."""
-    components.driver.check()
+    try:
+        components.driver.check()
+    except StorageFull as exc:
+        # A full disk still serves pulls: start, and let pushes answer 507.
+        log.warning("%s: pushes will fail until space is freed", exc)
     if components.settings.migrate_on_start:
         migrate.upgrade(components.db)
     elif not migrate.is_up_to_date(components.db):

@@ -37,6 +37,13 @@ class StorageUnavailable(StorageError):
     """The backend failed or timed out; the operation may be retried."""
 
 
+class StorageFull(StorageError):
+    """The backend has no space left (ENOSPC, a quota); nothing of the failed call is kept.
+
+    Retrying helps only once an operator frees space.
+    """
+
+
 class UploadStateInvalid(StorageError):
     """An upload state does not describe a live upload of this driver."""
 
@@ -62,8 +69,9 @@ class UploadWriter(Protocol):
         """Append ``data``. Not durable until :meth:`close` returns.
 
         Raises :class:`ObjectTooLarge`, before storing any byte of ``data``, when
-        the upload would exceed the backend's largest object; the last durable
-        state stays valid.
+        the upload would exceed the backend's largest object, and
+        :class:`StorageFull` when the backend has no space left; in both cases
+        the last durable state stays valid.
         """
 
     def close(self, final: bool = False) -> UploadState:
@@ -73,6 +81,8 @@ class UploadWriter(Protocol):
         writer abandoned without ``close`` leaves the previous state valid.
         ``final=True`` tells the driver that ``commit_upload`` follows at once,
         so work that only protects a later resumption may be skipped.
+        Raises :class:`StorageFull` when there is no space left (the previous
+        state stays valid).
         """
 
     def abandon(self) -> None:
@@ -100,7 +110,9 @@ class Driver(Protocol):
     def check(self) -> None:
         """Verify the backend is reachable and usable.
 
-        Raises :class:`StorageUnavailable` with a human-readable message.
+        Raises :class:`StorageUnavailable` with a human-readable message, or
+        :class:`StorageFull` when the backend works but has no space left
+        (reads still do).
         """
 
     def stat(self, key: str) -> ObjectInfo:
@@ -122,7 +134,8 @@ class Driver(Protocol):
         """Store ``data`` atomically and durably, replacing any old object.
 
         Readers see either the old object or the whole new one, never a
-        part.
+        part. Raises :class:`StorageFull` when there is no space left, keeping
+        the old object and leaving no partial file behind.
         """
 
     def delete(self, key: str) -> None:
@@ -138,7 +151,8 @@ class Driver(Protocol):
     def start_upload(self, upload_id: str) -> UploadState:
         """Begin a new, empty resumable upload identified by ``upload_id``.
 
-        ``upload_id`` follows the key grammar of one component.
+        ``upload_id`` follows the key grammar of one component. Raises
+        :class:`StorageFull` when there is no space left.
         """
 
     def resume_upload(self, state: UploadState) -> UploadWriter:
@@ -160,6 +174,8 @@ class Driver(Protocol):
         copying data again (a rename); otherwise it may keep it under a key
         of its own choosing. Returns the key the object now lives under.
         If ``key`` already exists the result still holds the uploaded bytes.
+        Raises :class:`StorageFull` when there is no space left; the upload
+        then stays as it was.
         """
 
     def abort_upload(self, state: UploadState) -> None:

@@ -23,6 +23,8 @@ from storage.driver import (
     InvalidKey,
     ObjectInfo,
     ObjectNotFound,
+    StorageError,
+    StorageFull,
     StorageUnavailable,
     UploadState,
     UploadStateInvalid,
@@ -95,12 +97,22 @@ def _retry_dir_race(root: Path, path: Path, action: Callable[[], _T]) -> _T:
     raise AssertionError("unreachable")
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _failure(exc: OSError, what: str) -> StorageError:
+    """A write that failed: a full disk or quota is StorageFull, anything else an outage."""
+    if exc.errno in _NO_SPACE:
+        return StorageFull(f"{what}: {exc.strerror}")
+    return StorageUnavailable(f"{what}: {exc.strerror}")
+
+
 def _translate(exc: OSError, key: str) -> Exception:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ObjectNotFound(key)
     if exc.errno in (errno.EISDIR,):
         return ObjectNotFound(key)
-    return StorageUnavailable(f"filesystem error on {key!r}: {exc.strerror}")
+    return _failure(exc, f"filesystem error on {key!r}")
 
 
 class FilesystemUploadWriter:
@@ -118,6 +130,7 @@ class FilesystemUploadWriter:
         except OSError as exc:
             raise UploadStateInvalid(f"upload is gone: {exc.strerror}") from exc
         self._size = size
+        self._durable = size
         self._synced_to = size
         self._closed = False
 
@@ -129,7 +142,11 @@ class FilesystemUploadWriter:
                 view = view[written:]
                 self._size += written
         except OSError as exc:
-            raise StorageUnavailable(f"upload write failed: {exc.strerror}") from exc
+            if exc.errno in _NO_SPACE:
+                # Give back the space this request took: none of it can be acknowledged.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._durable)
+            raise _failure(exc, "upload write failed") from exc
         if _start_writeback is not None and self._size - self._synced_to >= WRITEBACK_EVERY:
             _start_writeback(self._fd, self._synced_to, self._size - self._synced_to)
             self._synced_to = self._size
@@ -145,7 +162,7 @@ class FilesystemUploadWriter:
                     self._dirs_synced = True
                     self._token = json.dumps({**json.loads(self._token), "dirs_synced": True})
             except OSError as exc:
-                raise StorageUnavailable(f"upload fsync failed: {exc.strerror}") from exc
+                raise _failure(exc, "upload fsync failed") from exc
             finally:
                 os.close(self._fd)
         return UploadState(token=self._token, size=self._size)
@@ -194,6 +211,8 @@ class FilesystemDriver:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull(f"storage directory {self.root} is full") from exc
             raise StorageUnavailable(
                 f"storage directory {self.root} is not writable: {exc.strerror}"
             ) from exc
@@ -263,7 +282,7 @@ class FilesystemDriver:
         except OSError as exc:
             with contextlib.suppress(OSError, UnboundLocalError):
                 tmp.unlink()
-            raise StorageUnavailable(f"cannot write {key!r}: {exc.strerror}") from exc
+            raise _failure(exc, f"cannot write {key!r}") from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -311,7 +330,7 @@ class FilesystemDriver:
         except FileExistsError as exc:
             raise UploadStateInvalid(f"upload {upload_id!r} already exists") from exc
         except OSError as exc:
-            raise StorageUnavailable(f"cannot start upload: {exc.strerror}") from exc
+            raise _failure(exc, "cannot start upload") from exc
         return UploadState(token=json.dumps({"id": upload_id, "dirs_synced": False}), size=0)
 
     def resume_upload(self, state: UploadState) -> FilesystemUploadWriter:
@@ -344,7 +363,7 @@ class FilesystemDriver:
         except FileNotFoundError as exc:
             raise UploadStateInvalid("upload is gone") from exc
         except OSError as exc:
-            raise StorageUnavailable(f"cannot commit upload: {exc.strerror}") from exc
+            raise _failure(exc, "cannot commit upload") from exc
         return key
 
     def abort_upload(self, state: UploadState) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.db.disk_full import full_disk_refused
 from registry.db.group_commit import GroupCommitter
 from registry.db.raw import RawTx, to_pyformat
 
@@ -147,7 +148,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error."""
-        with self.writer_lock(), self._write_sessions() as session, session.begin():
+        with (
+            full_disk_refused(),
+            self.writer_lock(),
+            self._write_sessions() as session,
+            session.begin(),
+        ):
             yield session
 
     def write_retrying(self, work: Callable[[Session], T], attempts: int = 5) -> T:
@@ -187,7 +193,7 @@ class Database:
     @contextmanager
     def raw_transaction(self) -> Iterator[RawTx]:
         """A write transaction on a raw DBAPI connection (see registry.db.raw)."""
-        with self.writer_lock():
+        with full_disk_refused(), self.writer_lock():
             conn = self.engine.raw_connection()
             try:
                 cursor = conn.cursor()
@@ -212,7 +218,8 @@ class Database:
         (see registry.db.group_commit): ``work`` must only touch the database.
         """
         if self._group is not None:
-            return self._group.run(work)
+            with full_disk_refused():
+                return self._group.run(work)
         for attempt in range(attempts):
             try:
                 with self.raw_transaction() as tx:
@@ -227,7 +234,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A Core write transaction: cheaper than a Session on hot write paths."""
-        with self.writer_lock(), self._write_engine.begin() as conn:
+        with full_disk_refused(), self.writer_lock(), self._write_engine.begin() as conn:
             yield conn
 
     def fetch_one(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:

@@ -41,6 +41,8 @@ PAGINATION_NUMBER_INVALID = ErrorCode(
 MANIFEST_TOO_LARGE = ErrorCode("SIZE_INVALID", "manifest exceeds the size limit", 413)
 BLOB_TOO_LARGE = ErrorCode("SIZE_INVALID", "blob exceeds the storage backend's size limit", 413)
 UNAVAILABLE = ErrorCode("UNAVAILABLE", "service unavailable", 503)
+# Not in the OCI list: a full disk is neither the client's fault nor a passing outage.
+STORAGE_FULL = ErrorCode("STORAGE_FULL", "the registry's storage is full", 507)
 INTERNAL = ErrorCode("UNKNOWN", "unknown error", 500)
 NOT_FOUND = ErrorCode("NOT_FOUND", "not found", 404)
 METHOD_UNKNOWN = ErrorCode("UNSUPPORTED", "the method is not allowed for this resource", 405)

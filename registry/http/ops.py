@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from registry.db.engine import Database
-from storage.driver import Driver
+from storage.driver import Driver, StorageFull
 
 log = logging.getLogger("lading.ops")
 
@@ -176,6 +176,10 @@ async def _run_check(name: str, check: Callable[[], None]) -> str:
     except TimeoutError:
         log.warning("readiness check %s timed out", name)
         return "timeout"
+    except StorageFull as exc:
+        # Pulls are still served; pushes get 507 until an operator frees space.
+        log.warning("readiness check %s: %s", name, exc)
+        return "full"
     except Exception as exc:
         log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
         return f"error: {type(exc).__name__}"
@@ -198,7 +202,7 @@ class OpsRoutes:
             "database": await _run_check("database", lambda: _check_database(self.db)),
             "storage": await _run_check("storage", self.driver.check),
         }
-        ready = all(result == "ok" for result in checks.values())
+        ready = all(result in ("ok", "full") for result in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks},
             status_code=200 if ready else 503,

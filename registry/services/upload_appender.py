@@ -17,6 +17,7 @@ from registry.domain.errors import (
     BLOB_TOO_LARGE,
     BLOB_UPLOAD_UNKNOWN,
     RANGE_INVALID,
+    STORAGE_FULL,
     UNAVAILABLE,
     RegistryError,
 )
@@ -25,6 +26,7 @@ from storage.driver import (
     Driver,
     ObjectTooLarge,
     StorageError,
+    StorageFull,
     UploadState,
     UploadStateInvalid,
     UploadWriter,
@@ -77,6 +79,8 @@ def _unavailable(exc: StorageError) -> RegistryError:
     if isinstance(exc, ObjectTooLarge):
         # A limit of the backend, not an outage: a retry cannot help.
         return RegistryError(BLOB_TOO_LARGE, str(exc))
+    if isinstance(exc, StorageFull):
+        return RegistryError(STORAGE_FULL, f"{STORAGE_FULL.message}: {exc}")
     return RegistryError(UNAVAILABLE, f"storage error: {exc}")
 
 

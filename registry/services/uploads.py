@@ -158,7 +158,13 @@ class UploadService:
             "alg": algorithm,
             "hash": hasher.saved_state(),
         }
-        self.db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
+        try:
+            self.db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
+        except Exception:
+            # No row will ever point to these storage bytes (a full disk, say): drop them.
+            with contextlib.suppress(StorageError):
+                self.driver.abort_upload(state)
+            raise
         return UploadStatus(upload_id, repository, 0)
 
     def open_direct(self, repository: str, algorithm: str) -> Appender:
