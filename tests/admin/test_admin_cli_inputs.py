@@ -202,9 +202,12 @@ def at_the_prompt(server: RegistryServer, repo: str, answer: Callable[[int, Any]
     """``repo rm`` on a terminal, stopped at its question by ``answer(master_fd, process)``."""
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    # A test run started in the background by a shell ignores SIGINT, and children
+    # inherit that; a person at a terminal does not.
     process = subprocess.Popen(
         [*lading_command(), "repo", "rm", repo, "--url", server.url],
         stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     os.close(slave)
     assert process.stderr is not None
