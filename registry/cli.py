@@ -12,6 +12,7 @@ import psycopg
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from registry.commands import admin_cli, fsck, gc, migrate, serve, users
+from registry.commands.admin_client import one_line
 from registry.settings import SettingsError
 from storage.driver import StorageError
 
@@ -63,20 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DATABASE_TROUBLE as exc:
         # A database that is down, refuses us, or a database_url no driver understands.
         cause = getattr(exc, "orig", None) or exc
-        print(f"lading: cannot use the database: {_one_line(cause)}", file=sys.stderr)
+        print(f"lading: cannot use the database: {one_line(cause)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lading: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, as shells report it
     except OSError as exc:
         # A data directory that cannot be created, a file that cannot be read, ...
-        print(f"lading: {_one_line(exc)}", file=sys.stderr)
+        print(f"lading: {one_line(exc)}", file=sys.stderr)
         return 2
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

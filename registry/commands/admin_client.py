@@ -61,7 +61,7 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     return loaded
 
 
-def one_line(exc: Exception) -> str:
+def one_line(exc: BaseException) -> str:
     """An OS or YAML error in one line (PyYAML's own text draws the spot over several)."""
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
