@@ -20,6 +20,7 @@ from registry.domain.errors import (
 from registry.domain.names import check_name
 from registry.http.access import AccessController, AccessRequest, Principal
 from registry.http.bodies import SMALL_BODY, content_length, pump_into, read_exact
+from registry.http.conditional import none_match, not_modified
 from registry.http.errors import API_VERSION_HEADER
 from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
@@ -27,6 +28,8 @@ from registry.services.uploads import Appender, UploadService, UploadStatus
 
 _BYTE_RANGE = re.compile(r"(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(\d+|\*))?")
+# A blob never changes under its digest.
+_CACHE_CONTROL = "max-age=31536000"
 
 
 def _headers(**extra: str) -> dict[str, str]:
@@ -146,13 +149,16 @@ class BlobRoutes:
 
     async def _send(self, request: Request, info: BlobInfo) -> Response:
         etag = f'"{info.digest}"'
+        # Before Range and the redirect (RFC 9110 13.2.2): a cached copy needs no bytes.
+        if none_match(request, etag):
+            return not_modified(info.digest, etag, **{"Cache-Control": _CACHE_CONTROL})
         headers = _headers(
             **{
                 "Docker-Content-Digest": info.digest,
                 "Accept-Ranges": "bytes",
                 "Content-Type": "application/octet-stream",
                 "ETag": etag,
-                "Cache-Control": "max-age=31536000",
+                "Cache-Control": _CACHE_CONTROL,
             }
         )
         start, end = 0, info.size - 1

@@ -18,6 +18,7 @@ from registry.domain.names import check_name
 from registry.domain.pagination import parse_page
 from registry.http.access import AccessController, AccessRequest
 from registry.http.bodies import read_limited
+from registry.http.conditional import none_match, not_modified
 from registry.http.errors import API_VERSION_HEADER
 from registry.http.offload import Offloader
 from registry.services.listing import Listing, ListingService
@@ -66,22 +67,29 @@ class ManifestRoutes:
                 record = self.manifests.resolve(name, reference, quick=True)
             except QuickReadUnavailable:
                 record = await self.offload(self.manifests.resolve, name, reference)
+            etag = f'"{record.digest}"'
+            # After authorization and resolve: a 304 never reveals what a 401/404 hides.
+            if none_match(request, etag):
+                response = not_modified(record.digest, etag)
+                if method == "GET":
+                    # A revalidated GET is a pull whose client already holds the bytes.
+                    response.background = self._pulled(record.id)
+                return response
             headers = {
                 **API_VERSION_HEADER,
                 "Docker-Content-Digest": record.digest,
                 "Content-Type": record.media_type,
                 "Content-Length": str(record.size),
-                "ETag": f'"{record.digest}"',
+                "ETag": etag,
             }
             if method == "HEAD":
                 return Response(status_code=200, headers=headers)
             payload = self.manifests.cache.get(record.cache_key)
             if payload is None:
                 payload = await self.offload(self.manifests.payload, record)
-            pulled = None
-            if self.manifests.pull_due(record.id):
-                pulled = BackgroundTask(to_thread.run_sync, self.manifests.record_pull, record.id)
-            return Response(payload, status_code=200, headers=headers, background=pulled)
+            return Response(
+                payload, status_code=200, headers=headers, background=self._pulled(record.id)
+            )
         if method == "PUT":
             await self.access.authorize(
                 request, [AccessRequest("repository", name, ("pull", "push"))]
@@ -104,6 +112,12 @@ class ManifestRoutes:
             await to_thread.run_sync(self.manifests.delete, name, reference)
             return Response(status_code=202, headers={**API_VERSION_HEADER, "Content-Length": "0"})
         raise RegistryError(UNSUPPORTED)
+
+    def _pulled(self, manifest_id: int) -> BackgroundTask | None:
+        """Record the pull after the response, when this process has not lately."""
+        if self.manifests.pull_due(manifest_id):
+            return BackgroundTask(to_thread.run_sync, self.manifests.record_pull, manifest_id)
+        return None
 
     async def referrers(self, request: Request, name: str, digest_text: str) -> Response:
         check_name(name)

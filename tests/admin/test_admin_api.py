@@ -82,6 +82,22 @@ def test_tags_and_manifests_with_platforms_sizes_and_pull_times(
     assert [m["digest"] for m in untagged.json()["items"]] == [arm.digest]
 
 
+def test_a_pull_answered_not_modified_is_recorded(client: httpx.Client, repo: str) -> None:
+    """A client revalidating its copy of a tag (If-None-Match, 304) is still pulling it."""
+    image = push_image(client, repo, "v1", 12)
+    revalidated = client.get(
+        f"/v2/{repo}/manifests/v1", headers={"If-None-Match": f'"{image.digest}"'}
+    )
+    assert revalidated.status_code == 304
+    deadline = time.monotonic() + 20
+    pulled_at = None
+    while pulled_at is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        tags = client.get(f"{A}/repositories/{repo}/-/tags").json()["items"]
+        pulled_at = tags[0]["last_pulled_at"]
+    assert pulled_at is not None
+
+
 def test_inspect_image_index_and_platform(client: httpx.Client, repo: str) -> None:
     amd = push_image(client, repo, "amd", 20)
     arm = push_image(client, repo, None, 21, arch="arm64")

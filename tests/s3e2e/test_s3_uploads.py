@@ -177,6 +177,12 @@ def test_redirect_to_presigned_url(s3: S3Target, s3_lading: Callable[..., Regist
         location = response.headers["Location"]
         assert location.startswith(s3.server.endpoint_url + "/"), location
         assert "X-Amz-Signature=" in location
+        # A client holding the blob revalidates with the registry: 304, no redirect.
+        cached = client.get(
+            f"/v2/s3e2e/redirect/blobs/{digest}", headers={"If-None-Match": f'"{digest}"'}
+        )
+        assert cached.status_code == 304, cached.text
+        assert "Location" not in cached.headers
         # HEAD still answers from the registry itself.
         head = client.head(f"/v2/s3e2e/redirect/blobs/{digest}")
         assert head.status_code == 200
