@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anyio import to_thread
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from auth.accounts import ensure_admin
 from auth.factory import AuthComponents, build_auth
+from auth.keys import KeyFileError
 from auth.settings import Argon2Settings, AuthSettings, ThrottleSettings
 from registry.db import migrate
 from registry.db.engine import Database
@@ -39,7 +41,7 @@ from registry.services.gc import GarbageCollector, GcReport, GcWorker
 from registry.services.listing import ListingService
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
-from registry.settings import Settings, load_settings
+from registry.settings import Settings, SettingsError, load_settings
 from storage.driver import Driver, StorageFull
 from storage.filesystem import FilesystemDriver
 
@@ -51,7 +53,12 @@ def build_driver(settings: Settings) -> Driver:
         from storage.s3 import S3Config, S3Driver
 
         if not settings.s3_bucket:
-            raise ValueError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
+            raise SettingsError("storage s3 needs s3_bucket (LADING_S3_BUCKET)")
+        if (settings.s3_access_key is None) != (settings.s3_secret_key is None):
+            raise SettingsError(
+                "give both s3_access_key and s3_secret_key (LADING_S3_ACCESS_KEY,"
+                " LADING_S3_SECRET_KEY), or neither for boto3's credential chain"
+            )
         driver: Driver = S3Driver(
             S3Config(
                 bucket=settings.s3_bucket,
@@ -107,6 +114,17 @@ def build_auth_settings(settings: Settings) -> AuthSettings:
     )
 
 
+def _build_auth(settings: Settings) -> AuthComponents:
+    """Auth settings or key files that are unusable are the operator's to fix (SettingsError)."""
+    try:
+        return build_auth(build_auth_settings(settings))
+    except ValidationError as exc:
+        problems = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
+        raise SettingsError(f"invalid auth settings: {problems}") from exc
+    except KeyFileError as exc:
+        raise SettingsError(f"auth key: {exc}") from exc
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -124,7 +142,7 @@ def build_components(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url())
     driver = build_driver(settings)
-    auth = build_auth(build_auth_settings(settings))
+    auth = _build_auth(settings)
     # Under an external issuer the local account tables are empty: only the issuer decides.
     policy = auth.policy if settings.auth_mode == "token" else None
     access: AccessController = (
@@ -153,7 +171,10 @@ def prepare(components: Components) -> None:
     if components.settings.migrate_on_start:
         migrate.upgrade(components.db)
     elif not migrate.is_up_to_date(components.db):
-        raise RuntimeError("database schema is not up to date: run `lading migrate upgrade`")
+        raise SettingsError(
+            "database schema is not up to date and migrate_on_start is off:"
+            " run `lading migrate upgrade`"
+        )
     if components.auth.settings.mode == "token":
         with components.db.write() as session:
             if ensure_admin(session, components.auth.passwords, components.auth.settings):

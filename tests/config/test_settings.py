@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -118,3 +119,36 @@ def test_throttle_and_argon2_settings_reach_the_auth_package(tmp_path: Path) -> 
     assert auth.argon2.time_cost == 4 and auth.argon2.memory_kib == 1024
     with pytest.raises(SettingsError, match="auth_throttle_lockout_seconds"):
         load_settings(environ={"LADING_AUTH_THROTTLE_LOCKOUT_SECONDS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({"LADING_STORAGE": "s3"}, "s3_bucket"),
+        (
+            {"LADING_STORAGE": "s3", "LADING_S3_BUCKET": "b", "LADING_S3_ACCESS_KEY": "k"},
+            "s3_secret_key",
+        ),
+        ({"LADING_AUTH_MODE": "token", "LADING_AUTH_ADMIN_USERNAME": "admin"}, "admin_password"),
+        ({"LADING_AUTH_MODE": "external"}, "jwks_file"),
+        ({"LADING_AUTH_MODE": "external", "LADING_AUTH_JWKS_FILE": "/no/such.json"}, "JWKS"),
+        ({"LADING_MIGRATE_ON_START": "false"}, "lading migrate upgrade"),
+    ],
+)
+def test_settings_the_components_reject_are_one_line_errors(
+    tmp_path: Path, environ: dict[str, str], fragment: str
+) -> None:
+    """Found while building the registry, not by the settings model: still exit 2 and one
+    line naming the setting, as for settings the model rejects (no traceback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "serve", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **environ},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("lading: "), done.stderr
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
