@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from registry.commands.admin_client import AdminClient, AdminCliError, confirm, emit, when
-from registry.commands.common import GRANT_HELP, NOBODY_TO_ASK
+from registry.commands.common import GRANT_HELP, NOBODY_TO_ASK, OFF_HELP
 
 API = "/accounts"
 
@@ -238,12 +238,12 @@ def register(sub: Any, leaf: Any) -> None:
         p.add_argument("name")
         p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
         if name == "add":
-            p.add_argument("--admin", action="store_true")
+            p.add_argument("--admin", action="store_true", help="make the user an admin")
     for name, command, text in (("admin", user_admin, "make an admin (--off: no longer)"),
                                 ("disable", user_disable, "disable (--off: enable)")):  # fmt: skip
         p = leaf(users, name, command, text)
         p.add_argument("name")
-        p.add_argument("--off", dest="on", action="store_false")
+        p.add_argument("--off", dest="on", action="store_false", help=OFF_HELP[name])
     rm = leaf(users, "rm", user_rm, "delete a user with its robots and rules")
     rm.add_argument("name")
     rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -265,8 +265,8 @@ def register(sub: Any, leaf: Any) -> None:
     perm = sub.add_parser("perm-remote", help="permission rules on a running server")
     perms = perm.add_subparsers(dest="perm_command", required=True)
     ls = leaf(perms, "ls", perm_ls, "list rules")
-    ls.add_argument("--subject-type", choices=["user", "group", "robot"])
-    ls.add_argument("--subject")
+    ls.add_argument("--subject-type", choices=["user", "group", "robot"], help="only this kind")
+    ls.add_argument("--subject", help="only rules of this user, group or robot")
     p = leaf(perms, "grant", perm_grant, GRANT_HELP)
     p.add_argument("subject_type", choices=["user", "group", "robot"])
     p.add_argument("subject", help="username, group or robot login owner+name")
@@ -276,14 +276,14 @@ def register(sub: Any, leaf: Any) -> None:
 
     robot = sub.add_parser("robot-remote", help="robot tokens on a running server")
     robots = robot.add_subparsers(dest="robot_command", required=True)
-    leaf(robots, "ls", robot_ls, "list robots").add_argument("--owner")
+    leaf(robots, "ls", robot_ls, "list robots").add_argument("--owner", help="only this user's")
     leaf(robots, "show", robot_show, "show a robot").add_argument("login", help="owner+name")
     p = leaf(robots, "create", robot_create, "create a robot; prints its secret once")
     p.add_argument("owner")
     p.add_argument("name")
     p.add_argument("--scope", action="append", help="PATTERN:ACTIONS, repeatable")
     p.add_argument("--admin", action="store_true", help="the admin scope (owner must be admin)")
-    p.add_argument("--expires-days", type=int, default=None)
+    p.add_argument("--expires-days", type=int, default=None, help="expire after N days")
     for name, command, text in (("revoke", robot_revoke, "revoke a robot (kept for the record)"),
                                 ("rm", robot_rm, "delete a robot and its rules")):  # fmt: skip
         leaf(robots, name, command, text).add_argument("login", help="owner+name")

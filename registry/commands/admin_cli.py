@@ -364,7 +364,9 @@ def register(sub: Any) -> None:
     )
     ls = _leaf(repo, "ls", repo_ls, "list repositories")
     ls.add_argument("--filter", help="substring or fnmatch pattern")
-    ls.add_argument("--sort", choices=["name", "size", "last_push"], default="name")
+    ls.add_argument(
+        "--sort", choices=["name", "size", "last_push"], default="name", help="default name"
+    )
     ls.add_argument("--desc", action="store_true", help="descending order")
     _leaf(repo, "show", repo_show, "show one repository").add_argument("name")
     rm = _leaf(repo, "rm", repo_rm, "delete a repository (GC frees its blobs)")
@@ -382,7 +384,7 @@ def register(sub: Any) -> None:
     )
     mls = _leaf(manifest, "ls", manifest_ls, "list manifests")
     mls.add_argument("repository")
-    mls.add_argument("--untagged", action="store_true")
+    mls.add_argument("--untagged", action="store_true", help="only manifests without a tag")
     mrm = _leaf(manifest, "rm", manifest_rm, "delete a manifest and its tags")
     mrm.add_argument("reference", metavar="REPO@DIGEST")
 
@@ -404,14 +406,15 @@ def register(sub: Any) -> None:
     gc = sub.add_parser("gc-remote", help="garbage collection on a running server")
     gcs = gc.add_subparsers(dest="gc_command", required=True)
     run = _leaf(gcs, "run", gc_run, "collect garbage now, with progress on stderr")
-    run.add_argument("--dry-run", action="store_true")
+    run.add_argument("--dry-run", action="store_true", help="report what would be freed")
     run.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
     _leaf(gcs, "status", gc_status, "running pass and pending reviews")
-    _leaf(gcs, "history", gc_history, "past passes").add_argument("--limit", type=int, default=20)
+    history = _leaf(gcs, "history", gc_history, "past passes")
+    history.add_argument("--limit", type=int, default=20, help="newest N passes (default 20)")
 
     _leaf(sub, "usage-remote", usage, "storage usage of a running server")
     aud = _leaf(sub, "audit", audit, "the audit log, newest first")
     aud.add_argument("--action", help="e.g. repository.delete, retention.apply, gc.trigger")
-    aud.add_argument("--limit", type=int, default=50)
+    aud.add_argument("--limit", type=int, default=50, help="newest N entries (default 50)")
 
     admin_accounts_cli.register(sub, _leaf)

@@ -17,6 +17,22 @@ GRANT_HELP = (
     " (e.g. grant group team 'team/*' pull,push)"
 )
 
+# `--off` of `user admin|disable` and their -remote twins.
+OFF_HELP = {"admin": "take admin rights away instead", "disable": "enable the user instead"}
+
+
+def add_local_options(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --config of the commands that open the registry's data themselves."""
+    parser.add_argument(
+        "--data-dir", default=None, help="data directory (also LADING_DATA_DIR; default ./data)"
+    )
+    parser.add_argument(
+        "--config",
+        dest="config",
+        default=argparse.SUPPRESS,
+        help="YAML settings file (also LADING_CONFIG)",
+    )
+
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Settings from --config/LADING_CONFIG, LADING_* and the command's own flags."""

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from registry.commands.common import existing_registry
+from registry.commands.common import add_local_options, existing_registry
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
@@ -59,7 +59,6 @@ def register(sub: Any) -> None:
         default=3600.0,
         help="delete orphans only once seen unreferenced this long (default 3600)",
     )
-    fsck.add_argument("--json", action="store_true")
-    fsck.add_argument("--data-dir", default=None)
-    fsck.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    fsck.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_local_options(fsck)
     fsck.set_defaults(func=cmd_fsck)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from registry.commands.common import existing_registry
+from registry.commands.common import add_local_options, existing_registry
 from registry.commands.progress import ProgressBar, human
 
 # Test-only: seconds to pause after each deleting commit, so crash tests can kill mid-run.
@@ -83,10 +83,8 @@ def register(sub: Any) -> None:
     gc.add_argument(
         "--batch-size", type=int, default=None, help="reviews per transaction (gc_batch_size)"
     )
-    gc.add_argument("--data-dir", default=None)
-    gc.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    add_local_options(gc)
     gc.set_defaults(func=cmd_gc)
     usage = sub.add_parser("usage", help="storage used in total and per repository")
-    usage.add_argument("--data-dir", default=None)
-    usage.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    add_local_options(usage)
     usage.set_defaults(func=cmd_usage)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from registry.commands.common import settings_from_args
+from registry.commands.common import add_local_options, settings_from_args
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -74,6 +74,5 @@ def register(sub: Any) -> None:
     )
     mig.add_argument("action", choices=["upgrade", "downgrade", "current", "store-manifests"])
     mig.add_argument("revision", nargs="?", help="target revision (default head / -1)")
-    mig.add_argument("--data-dir", default=None)
-    mig.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    add_local_options(mig)
     mig.set_defaults(func=cmd_migrate)

@@ -11,7 +11,12 @@ import shutil
 import tempfile
 from typing import Any
 
-from registry.commands.common import export_settings, settings_from_args, worker_count
+from registry.commands.common import (
+    add_local_options,
+    export_settings,
+    settings_from_args,
+    worker_count,
+)
 from registry.logging_setup import configure_logging, logging_config
 
 log = logging.getLogger("lading")
@@ -120,10 +125,9 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the registry")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 5000)")
-    serve.add_argument("--data-dir", default=None, help="data directory (default ./data)")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (0 = CPUs)")
     serve.add_argument(
         "--access-log", action="store_true", help="log every request (also LADING_ACCESS_LOG)"
     )
-    serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    add_local_options(serve)
     serve.set_defaults(func=cmd_serve)

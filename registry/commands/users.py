@@ -18,7 +18,13 @@ from auth import accounts, robots
 from auth.accounts import AccountError
 from auth.passwords import Passwords
 from registry.app import build_auth_settings
-from registry.commands.common import GRANT_HELP, NOBODY_TO_ASK, settings_from_args
+from registry.commands.common import (
+    GRANT_HELP,
+    NOBODY_TO_ASK,
+    OFF_HELP,
+    add_local_options,
+    settings_from_args,
+)
 from registry.db import migrate
 from registry.db.engine import Database
 
@@ -175,9 +181,10 @@ def cmd_public(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--config", dest="config", default=argparse.SUPPRESS)
-    parser.add_argument("--output", choices=["table", "json"], default="table")
+    add_local_options(parser)
+    parser.add_argument(
+        "--output", choices=["table", "json"], default="table", help="output format"
+    )
 
 
 def _leaf(parent: Any, name: str, *positionals: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -214,11 +221,13 @@ def register(sub: Any) -> None:
         p = _leaf(user, name, "name", help=text)
         p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "add":
-            p.add_argument("--admin", action="store_true")
+            p.add_argument("--admin", action="store_true", help="make the user an admin")
     _leaf(user, "rm", "name", help="delete a user with its robots and rules")
     for name, text in (("admin", "make a user an admin (--off: no longer)"),
                        ("disable", "disable a user (--off: enable)")):  # fmt: skip
-        _leaf(user, name, "name", help=text).add_argument("--off", dest="on", action="store_false")
+        _leaf(user, name, "name", help=text).add_argument(
+            "--off", dest="on", action="store_false", help=OFF_HELP[name]
+        )
     _leaf(user, "ls", help="list users")
 
     group = sub.add_parser("group", help="groups (teams)").add_subparsers(
@@ -247,7 +256,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--admin", action="store_true", help="admin scope (admin API); only for an admin's robot"
     )
-    p.add_argument("--expires-days", type=int, default=None)
+    p.add_argument("--expires-days", type=int, default=None, help="expire after N days")
     for name, text in (("revoke", "revoke a robot (kept for the record)"),
                        ("rm", "delete a robot and its rules")):  # fmt: skip
         _leaf(robot, name, help=text).add_argument("login", help="owner+name")

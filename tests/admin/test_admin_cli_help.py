@@ -34,6 +34,16 @@ def test_every_command_is_described_in_its_own_help() -> None:
     assert not undescribed, f"--help says nothing of what these do: {undescribed}"
 
 
+def test_every_option_says_what_it_does() -> None:
+    silent = [
+        f"{' '.join(('lading', *path))} {action.option_strings[-1]}"
+        for path, _, parser in [((), None, build_parser()), *commands(build_parser())]
+        for action in parser._actions
+        if action.option_strings and action.help is None
+    ]
+    assert not silent, f"options without a help text: {silent}"
+
+
 @pytest.mark.parametrize(
     ("command", "says"),
     [(["repo", "rm"], "delete a repository"), (["user", "add"], "create a user"),
