@@ -42,8 +42,9 @@ from registry.services.listing import ListingService
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
 from registry.settings import Settings, SettingsError, load_settings
-from storage.driver import Driver, StorageFull
+from storage.driver import Driver, InvalidKey, StorageFull
 from storage.filesystem import FilesystemDriver
+from storage.keys import check_prefix
 
 log = logging.getLogger("lading")
 
@@ -59,6 +60,13 @@ def build_driver(settings: Settings) -> Driver:
                 "give both s3_access_key and s3_secret_key (LADING_S3_ACCESS_KEY,"
                 " LADING_S3_SECRET_KEY), or neither for boto3's credential chain"
             )
+        try:
+            check_prefix(settings.s3_prefix)
+        except InvalidKey as exc:
+            raise SettingsError(
+                f"s3_prefix (LADING_S3_PREFIX) {settings.s3_prefix!r} is not a key prefix:"
+                " '/'-separated components of [A-Za-z0-9._-]"
+            ) from exc
         driver: Driver = S3Driver(
             S3Config(
                 bucket=settings.s3_bucket,

@@ -129,6 +129,7 @@ def test_throttle_and_argon2_settings_reach_the_auth_package(tmp_path: Path) -> 
             {"LADING_STORAGE": "s3", "LADING_S3_BUCKET": "b", "LADING_S3_ACCESS_KEY": "k"},
             "s3_secret_key",
         ),
+        ({"LADING_STORAGE": "s3", "LADING_S3_BUCKET": "b", "LADING_S3_PREFIX": "a b"}, "s3_prefix"),
         ({"LADING_AUTH_MODE": "token", "LADING_AUTH_ADMIN_USERNAME": "admin"}, "admin_password"),
         ({"LADING_AUTH_MODE": "external"}, "jwks_file"),
         ({"LADING_AUTH_MODE": "external", "LADING_AUTH_JWKS_FILE": "/no/such.json"}, "JWKS"),
