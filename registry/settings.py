@@ -37,6 +37,7 @@ class Settings(BaseModel):
     shutdown_timeout: float = Field(30.0, ge=0)
     # Default: SQLite in the data dir.
     database_url: str | None = None
+    # `lading serve` upgrades the schema first; off: it refuses a schema that is behind.
     migrate_on_start: bool = True
 
     storage: Literal["filesystem", "s3"] = "filesystem"
@@ -63,16 +64,21 @@ class Settings(BaseModel):
     # answering (rclone writes it to disk, about 6 s per GiB here) outlast the 60 s read timeout.
     s3_complete_timeout: float = Field(600.0, gt=0)
 
+    # Larger manifests answer 413.
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Largest n of tag and catalog listings (more: 400 PAGINATION_NUMBER_INVALID), and the
+    # page size when n is absent.
     page_size_max: int = Field(10000, ge=1)
+    # Upload sessions idle this long are aborted by GC.
     upload_purge_after_hours: float = Field(24.0, gt=0)
-    # Online GC: seconds between background passes per process (0 = off), and the
-    # grace period in seconds before an unreferenced object may be collected.
+    # Online GC: seconds between background passes per process (0 = off).
     gc_interval_seconds: float = Field(300.0, ge=0)
+    # Grace period in seconds before an unreferenced object may be collected.
     gc_review_delay: float = Field(86400.0, ge=0)
     # Reviews per GC transaction (1 = shortest locks; more = faster backlog).
     gc_batch_size: int = Field(500, ge=1, le=1000)
-    # Bearer token the admin API (/admin/v1/) requires until token auth lands; unset = open.
+    # Bearer token the admin API (/admin/v1/) accepts in every auth mode; with auth_mode
+    # none it is then required (unset: the admin API is open, like the registry).
     admin_token: str | None = None
 
     # Authentication: "none" (open registry), "token" (built-in token service at /token)
