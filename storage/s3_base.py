@@ -31,6 +31,7 @@ from storage.driver import (
     InvalidKey,
     ObjectNotFound,
     StorageError,
+    StorageFull,
     StorageUnavailable,
     UploadStateInvalid,
 )
@@ -51,6 +52,18 @@ _DENIED = frozenset(
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_full(code: str, status: object, message: str) -> bool:
+    """Whether an S3 error says the store has no space left.
+
+    MinIO answers 507 Insufficient Storage with code XMinioStorageFull, and may pass
+    ENOSPC through in an InternalError's message. rclone's ENOSPC is an InternalError
+    that says nothing more, so it stays an outage (docs/s3.md).
+    """
+    if code == "XMinioStorageFull" or status == 507:
+        return True
+    return code == "InternalError" and "no space left on device" in message.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +190,8 @@ class S3Base:
         if code in _DENIED:
             raise StorageUnavailable(f"access denied to S3 {self._where} ({code})") from exc
         message = error.get("Message", "")
+        if _is_full(code, status, message):
+            raise StorageFull(f"S3 {self._where} is full ({code or status}) on {what}") from exc
         raise StorageUnavailable(
             f"S3 error {code or status} on {what} ({self._where}): {message}"
         ) from exc

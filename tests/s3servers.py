@@ -168,8 +168,9 @@ def start_moto() -> S3Server:
     return S3Server("moto", url, "testing", "testing", "us-east-1", process, None, [logdir])
 
 
-def start_rclone(*, streaming: bool = False) -> S3Server:
-    """rclone serving a temp dir; ``streaming`` keeps rclone's default multipart mode.
+def start_rclone(*, streaming: bool = False, data_dir: Path | None = None) -> S3Server:
+    """rclone serving a temp dir (or ``data_dir``); ``streaming`` keeps rclone's default
+    multipart mode.
 
     In streaming mode rclone cannot replace a part already sent, which an
     upload resumed after an abandoned writer needs; the conformance suite
@@ -178,8 +179,8 @@ def start_rclone(*, streaming: bool = False) -> S3Server:
     tool = _find_tool("rclone")
     port = free_port()
     root = Path(tempfile.mkdtemp(prefix="rclone-s3-"))
-    data = root / "data"
-    data.mkdir()
+    data = data_dir or root / "data"
+    data.mkdir(exist_ok=True)
     log = root / "rclone.log"
     access, secret = "lading-access", "lading-secret-key"
     with log.open("wb") as out:

@@ -40,6 +40,21 @@ class UploadStatus:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedSession:
+    """An empty session a final PUT ended before writing: put back if that PUT fails."""
+
+    subject: str | None
+    hash_algorithm: str
+    hash_state: bytes | None
+
+
+INSERT_ROW = (
+    "INSERT INTO upload_sessions (id, repository_name, subject, driver_state, size,"
+    " hash_algorithm, hash_state, created_at, updated_at)"
+    " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
+)
+
 # Recorded only by the lease holder, and only over the size it started from.
 _UPDATE_ROW = (
     "UPDATE upload_sessions SET driver_state = :state, size = :size, hash_state = :hash,"
@@ -117,6 +132,7 @@ class Appender:
         recorded: bool,
         initial_state: UploadState | None = None,
         lease: str | None = None,
+        claimed: ClaimedSession | None = None,
     ) -> None:
         self._db = db
         self._driver = driver
@@ -130,6 +146,9 @@ class Appender:
         self.recorded = recorded
         self._initial_state = initial_state
         self.lease = lease
+        # Set: the client's retry of a failed request must find its session again.
+        self.claimed = claimed
+        self._closed = False
         self._renewed_at = time.monotonic()
 
     def _renew(self) -> None:
@@ -158,30 +177,70 @@ class Appender:
         if self.lease is not None:
             with contextlib.suppress(Exception), self._db.raw_transaction() as tx:
                 tx.run(RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
-        if not self.recorded and self._initial_state is not None:
+        if self.claimed is not None and self._initial_state is not None:
+            claimed, self.claimed = self.claimed, None
+            self._restore(claimed, self._initial_state)
+        elif not self.recorded and self._initial_state is not None:
             # Nothing refers to a direct upload: drop its bytes now.
             with contextlib.suppress(StorageError):
                 self._driver.abort_upload(self._initial_state)
 
+    def _restore(self, claimed: ClaimedSession, initial: UploadState) -> None:
+        """Put back, empty, the session this failed final PUT ended, so a retry can succeed.
+
+        Before a successful close the first state is still valid (an abandoned writer
+        keeps it); after one it may not be (S3 replaces the tail object), so the
+        upload starts afresh under the same id. Best effort: the request's own error
+        is what the client gets, and bytes no row points at are dropped.
+        """
+        state = initial
+        try:
+            if self._closed:
+                self._driver.abort_upload(initial)
+                state = self._driver.start_upload(self.upload_id)
+            params = {
+                "id": self.upload_id,
+                "repo": self.repository,
+                "subject": claimed.subject,
+                "state": state.token,
+                "alg": claimed.hash_algorithm,
+                "hash": claimed.hash_state,
+            }
+            self._db.run_raw(lambda tx: tx.run(INSERT_ROW, {**params, "now": tx.timestamp()}))
+        except Exception:
+            with contextlib.suppress(StorageError):
+                self._driver.abort_upload(state)
+
     def close_writer(self, final: bool = False) -> UploadState:
         with driver_errors(self.upload_id):
-            return self._writer.close(final=final)
+            state = self._writer.close(final=final)
+        self._closed = True
+        return state
 
     def finish(self) -> UploadStatus:
-        """Make the bytes durable, then record the new state."""
-        state = self.close_writer()
-        hash_state = self.hasher.saved_state() if self.hasher is not None else None
-        params = {
-            "state": state.token,
-            "size": state.size,
-            "hash": hash_state,
-            "id": self.upload_id,
-            "start": self.start,
-            "lease": self.lease,
-        }
-        changed = self._db.run_raw(
-            lambda tx: tx.run(_UPDATE_ROW, {**params, "now": tx.timestamp()})
-        )
-        if not changed:
-            raise busy_error(self.upload_id, self.repository, self.start)
+        """Make the bytes durable, then record the new state; on failure, abandon.
+
+        A driver may store bytes only at close (S3 puts the tail then), and the
+        record may fail (a full database): either way the lease must go back now,
+        not when it expires, or the client's retry is refused as busy.
+        """
+        try:
+            state = self.close_writer()
+            hash_state = self.hasher.saved_state() if self.hasher is not None else None
+            params = {
+                "state": state.token,
+                "size": state.size,
+                "hash": hash_state,
+                "id": self.upload_id,
+                "start": self.start,
+                "lease": self.lease,
+            }
+            changed = self._db.run_raw(
+                lambda tx: tx.run(_UPDATE_ROW, {**params, "now": tx.timestamp()})
+            )
+            if not changed:
+                raise busy_error(self.upload_id, self.repository, self.start)
+        except BaseException:
+            self.abandon()
+            raise
         return UploadStatus(self.upload_id, self.repository, state.size)

@@ -27,8 +27,10 @@ from registry.domain.hashing import Hasher, new_hasher
 from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
 from registry.services.upload_appender import (
+    INSERT_ROW,
     LEASE_SECONDS,
     RELEASE_LEASE,
+    ClaimedSession,
     busy_error,
     driver_errors,
 )
@@ -55,11 +57,6 @@ class _Row:
 _SELECT_ROW = (
     "SELECT id, repository_name, subject, driver_state, size, hash_algorithm, hash_state"
     " FROM upload_sessions WHERE id = :id"
-)
-_INSERT_ROW = (
-    "INSERT INTO upload_sessions (id, repository_name, subject, driver_state, size,"
-    " hash_algorithm, hash_state, created_at, updated_at)"
-    " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
 )
 # Lease times are on the database's clock (see ClockedSql): replicas whose clocks
 # disagree must not take over a live lease, nor keep writing on an expired one.
@@ -159,7 +156,7 @@ class UploadService:
             "hash": hasher.saved_state(),
         }
         try:
-            self.db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
+            self.db.run_raw(lambda tx: tx.run(INSERT_ROW, {**params, "now": tx.timestamp()}))
         except Exception:
             # No row will ever point to these storage bytes (a full disk, say): drop them.
             with contextlib.suppress(StorageError):
@@ -201,7 +198,8 @@ class UploadService:
 
         ``final``: the request ends the upload (PUT with a body). An upload with no
         acknowledged bytes is then claimed at once, as a single-request upload:
-        one transaction fewer, and nothing acknowledged can be lost.
+        one transaction fewer, and nothing acknowledged can be lost. If the request
+        then fails, abandoning the appender puts the empty session back.
         """
         row = self._load(repository, upload_id, subject)
         if start is not None and start != row.size:
@@ -220,8 +218,9 @@ class UploadService:
                 writer = self.driver.resume_upload(row.state)
             # Nothing was hashed yet, so an in-memory hasher of any kind will do.
             fresh = new_hasher(row.hash_algorithm)
+            claimed = ClaimedSession(row.subject, row.hash_algorithm, row.hash_state)
             return Appender(self.db, self.driver, row.id, repository, 0, writer, fresh,
-                            recorded=False, initial_state=row.state)  # fmt: skip
+                            recorded=False, initial_state=row.state, claimed=claimed)  # fmt: skip
         lease = uuid.uuid4().hex
         params = {"lease": lease, "id": row.id, "size": row.size}
         taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
@@ -312,16 +311,23 @@ class UploadService:
         actual: str | None = None  # None: hash the committed object instead
         if appender.hasher is not None and appender.hasher.algorithm == digest.algorithm:
             actual = appender.hasher.hexdigest()
-        return self._commit(
-            appender.repository,
-            appender.upload_id,
-            state,
-            actual,
-            digest,
-            recorded=appender.recorded,
-            lease=appender.lease,
-            recorded_size=appender.start,
-        )
+        try:
+            return self._commit(
+                appender.repository,
+                appender.upload_id,
+                state,
+                actual,
+                digest,
+                recorded=appender.recorded,
+                lease=appender.lease,
+                recorded_size=appender.start,
+            )
+        except RegistryError as exc:
+            if exc.code is DIGEST_INVALID:
+                # Ends the upload, as in CNCF distribution (its Commit failure cancels):
+                # the bytes are known wrong, a retry must start a new one.
+                appender.claimed = None
+            raise
 
     def _commit(
         self,

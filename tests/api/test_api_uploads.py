@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -190,6 +192,38 @@ def test_put_wrong_digest(client: httpx.Client, repo: str) -> None:
     expect_error(finish_upload(client, url, wrong, data), 400, "DIGEST_INVALID")
     expect_error(client.get(f"/v2/{repo}/blobs/{wrong}"), 404, "BLOB_UNKNOWN")
     expect_error(client.get(f"/v2/{repo}/blobs/{digest_of(data)}"), 404, "BLOB_UNKNOWN")
+    # A wrong digest ends the session, as in CNCF distribution (a failed commit cancels it).
+    expect_error(client.get(url), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def _put_and_hang_up(url: str, digest: str, body: bytes, declared: int) -> None:
+    """A PUT that announces ``declared`` bytes but sends ``body`` and closes: a client that died."""
+    target = httpx.URL(url).copy_merge_params({"digest": digest})
+    head = (
+        f"PUT {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    with socket.create_connection((target.host, target.port or 80), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+
+
+def test_final_put_cut_short_keeps_the_empty_session(client: httpx.Client, repo: str) -> None:
+    """docker and containerd PUT a whole layer on the session a POST opened: if that PUT
+    fails part way (here the client hangs up), its retry must find the session, not a 404."""
+    data = random_bytes(6 * 1024 * 1024, seed=12)  # above SMALL_BODY: streamed, not read whole
+    url = start_upload(client, repo)
+    _put_and_hang_up(url, digest_of(data), data[: 5 * 1024 * 1024], len(data))
+    # The server notices the hang-up on its own time; the session must come back, empty.
+    deadline = time.monotonic() + 15
+    status = client.get(url)
+    while status.status_code != 204 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = client.get(url)
+    assert status.status_code == 204, status.text
+    assert range_end(status) == 0
+    response = finish_upload(client, url, digest_of(data), data)
+    assert response.status_code == 201, response.text
+    assert_readable(client, repo, digest_of(data), data)
 
 
 def test_monolithic_post_wrong_digest(client: httpx.Client, repo: str) -> None:

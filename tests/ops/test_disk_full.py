@@ -9,7 +9,6 @@ finds nothing leaked. Mounting needs root: under ``CI=true`` not being able to m
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -20,37 +19,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from s3servers import ci_requires_tools
 from support.blob_push import push_blob
 from support.postgres import wants_postgres
 from support.server import RegistryServer, lading_command, lading_env, start_lading
+from support.tmpfs import MIB, fill, free_bytes, small_disk
 
-MIB = 1024 * 1024
 REPO = "full/app"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
-
-def _mount_tmpfs(where: Path) -> None:
-    where.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        reason = f"cannot mount a tmpfs (needs root): {exc}"
-        if ci_requires_tools():
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def _unmount(where: Path) -> None:
-    done = subprocess.run(["umount", str(where)], capture_output=True, timeout=10, check=False)
-    if done.returncode != 0:
-        # Something still holds a file open: detach now, the kernel frees it later.
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10, check=False)
 
 
 @pytest.fixture(params=["database-on-disk", "database-elsewhere"])
@@ -64,34 +39,12 @@ def small_disk_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
     env = {}
     if request.param == "database-elsewhere" and not wants_postgres():
         env["LADING_DATABASE_URL"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    _mount_tmpfs(data_dir)
-    try:
+    with small_disk(data_dir, 64):
         server = start_lading(tmp_path, env=env, ready_timeout=30)
         try:
             yield server
         finally:
             server.stop()
-    finally:
-        _unmount(data_dir)
-
-
-def _fill(path: Path, spare: int) -> None:
-    """Write ``path`` until the filesystem has no byte left, then free ``spare`` bytes."""
-    with path.open("wb", buffering=0) as filler:
-        for size in (MIB, 4096, 1):
-            block = b"\0" * size
-            while True:
-                try:
-                    filler.write(block)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-                    break
-        filler.truncate(filler.tell() - spare)
-
-
-def _free_bytes(path: Path) -> int:
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
 
 
 def _assert_storage_full(response: httpx.Response) -> None:
@@ -165,8 +118,8 @@ def test_full_disk_refuses_pushes_keeps_pulls_and_recovers(
         chunked_at = chunked.headers["Location"]
         put_with_body_at = _start(client)
 
-        _fill(filler, spare)
-        free_before = _free_bytes(server.data_dir)
+        fill(filler, spare)
+        free_before = free_bytes(server.data_dir)
         try:
             # Chunked PATCH: refused, and the upload keeps exactly its acknowledged bytes.
             failed = client.patch(
@@ -176,7 +129,7 @@ def test_full_disk_refuses_pushes_keeps_pulls_and_recovers(
             )
             _assert_storage_full(failed)
             # The bytes the failed request did store were given back.
-            assert _free_bytes(server.data_dir) >= free_before
+            assert free_bytes(server.data_dir) >= free_before
             status = client.get(chunked_at)
             assert status.status_code == 204, status.text
             assert status.headers["Range"] == f"0-{len(first) - 1}"
@@ -184,10 +137,14 @@ def test_full_disk_refuses_pushes_keeps_pulls_and_recovers(
             _assert_storage_full(
                 client.put(_with_digest(put_with_body_at, single_digest), content=single)
             )
+            # The refused PUT leaves its session as it was, so the client's retry finds it.
+            status = client.get(put_with_body_at)
+            assert status.status_code == 204, status.text
+            assert status.headers["Range"] == "0-0"
             _assert_storage_full(
                 client.post(f"/v2/{REPO}/blobs/uploads/?digest={single_digest}", content=single)
             )
-            assert _free_bytes(server.data_dir) >= free_before
+            assert free_bytes(server.data_dir) >= free_before
             if database_full:
                 # The database shares the disk: what it cannot commit is refused as clearly.
                 manifest = _manifest(config_digest, len(config), layer_digest, len(layer))
@@ -212,13 +169,7 @@ def test_full_disk_refuses_pushes_keeps_pulls_and_recovers(
         done = client.put(_with_digest(resumed.headers["Location"], whole_digest))
         assert done.status_code == 201, done.text
         assert client.get(f"/v2/{REPO}/blobs/{whole_digest}").content == first + second
-        # A PUT with the whole body on an empty session claims (ends) the session before
-        # writing, as nothing of it was acknowledged; only a database too full to record
-        # the claim leaves it open. Without it the client starts over.
-        still_open = client.get(put_with_body_at).status_code == 204
-        assert still_open == database_full
-        target = put_with_body_at if still_open else _start(client)
-        retried = client.put(_with_digest(target, single_digest), content=single)
+        retried = client.put(_with_digest(put_with_body_at, single_digest), content=single)
         assert retried.status_code == 201, retried.text
         again = _manifest(config_digest, len(config), whole_digest, len(first + second))
         assert _put_manifest(client, "v2", again).status_code == 201
@@ -246,7 +197,7 @@ def test_full_disk_stays_ready_and_restarts(small_disk_server: RegistryServer) -
     filler = server.data_dir / "filler"
     with server.client(timeout=30) as client:
         layer_digest = push_blob(client, REPO, layer)
-    _fill(filler, 0)
+    fill(filler, 0)
     restarted: RegistryServer | None = None
     try:
         with server.client(timeout=30) as client:

@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 
 import httpx
-from s3e2e_support import MiB, S3Target, patch, push_chunks, relaunch_s3, start_upload
+from s3e2e_support import (
+    MiB,
+    S3Target,
+    patch,
+    push_chunks,
+    relaunch_s3,
+    start_upload,
+    with_digest,
+)
 from s3servers import free_port
 from support.server import RegistryFactory, lading_command, lading_env
 
@@ -73,6 +81,7 @@ def test_s3_outage_answers_503_then_recovers(
         push_chunks(client, "s3e2e/outage", [before], before_digest)
         pending = start_upload(client, "s3e2e/outage")
         pending = patch(client, pending, 0, before[: 6 * MiB])
+        put_pending = start_upload(client, "s3e2e/outage")
 
         own_s3.server.process.terminate()
         own_s3.server.process.wait(timeout=20)
@@ -96,6 +105,9 @@ def test_s3_outage_answers_503_then_recovers(
             ),
             "monolithic POST",
         )
+        # The docker/containerd push: the whole blob PUT on an empty session.
+        put_small = client.put(with_digest(put_pending, small_digest), content=small)
+        _assert_unavailable(put_small, "PUT with body")
         # Metadata-only requests still work.
         assert client.head(blob).status_code == 200
         # Every failure was translated: no request reached the 500 handler.
@@ -112,6 +124,9 @@ def test_s3_outage_answers_503_then_recovers(
             # The interrupted session resumes where its last durable state ended.
             pending = patch(client, pending, 6 * MiB, before[6 * MiB :])
             done = client.put(pending.copy_merge_params({"digest": before_digest}))
+            assert done.status_code == 201, done.text
+            # The refused PUT left its session as it was: the client's retry succeeds.
+            done = client.put(with_digest(put_pending, small_digest), content=small)
             assert done.status_code == 201, done.text
         after = rng.randbytes(12 * MiB)
         after_digest = "sha256:" + hashlib.sha256(after).hexdigest()
