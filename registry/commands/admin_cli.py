@@ -251,8 +251,10 @@ def retention_apply(client: AdminClient, args: argparse.Namespace) -> None:
         plan = _apply_in_steps(client, body, bar)
     finally:
         bar.close()
-    print(f"deleted {plan['tags']} tags and {plan['manifests']} manifests;"
-          " run `lading gc-remote run` to free the bytes", file=sys.stderr)  # fmt: skip
+    # Not "run gc now": on a default setup that pass frees nothing for a day.
+    print(f"deleted {plan['tags']} tags and {plan['manifests']} manifests; garbage collection"
+          " frees their blobs once unreferenced for gc_review_delay (lading gc-remote status)",
+          file=sys.stderr)  # fmt: skip
     emit(args, plan, _plan_rows(plan))
 
 

@@ -117,7 +117,8 @@ def test_no_bar_when_stderr_is_not_a_terminal(admin_server: RegistryServer, repo
         "--yes",
     )  # fmt: skip
     assert result.stderr == (
-        "deleted 2 tags and 2 manifests; run `lading gc-remote run` to free the bytes\n"
+        "deleted 2 tags and 2 manifests; garbage collection frees their blobs once"
+        " unreferenced for gc_review_delay (lading gc-remote status)\n"
     )
     assert "\r" not in result.stderr and "[" not in result.stderr
 
