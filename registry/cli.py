@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -57,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+    except BrokenPipeError:
+        # `lading usage | head`: the reader has all it wanted. Stop quietly, with the
+        # status a shell gives a command killed by SIGPIPE; drop what is still buffered.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (SettingsError, StorageError) as exc:
         # Configuration and unreachable storage are the operator's to fix: no traceback.
         print(f"lading: {exc}", file=sys.stderr)

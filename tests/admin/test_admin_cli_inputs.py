@@ -276,3 +276,22 @@ def test_no_password_to_read_is_named(admin_server: RegistryServer, tmp_path: Pa
         env={k: v for k, v in os.environ.items() if not k.startswith("LADING_")},
     )  # fmt: skip
     refused(short, 1, "8 characters")
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """``lading usage | head -1``: the closed pipe ends the command quietly."""
+    migrated = run("migrate", "upgrade", "--data-dir", str(tmp_path))
+    assert migrated.returncode == 0, migrated.stderr
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+        result = subprocess.run(
+            [*lading_command(), "usage", "--data-dir", str(tmp_path)],
+            stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=env, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 128 + signal.SIGPIPE
