@@ -174,6 +174,12 @@ def ensure_admin(session: Session, passwords: Passwords, settings: AuthSettings)
 # --- groups ---------------------------------------------------------------------------
 
 
+def list_groups(session: Session) -> list[tuple[str, tuple[str, ...]]]:
+    """Every group's name and its members' usernames, by name."""
+    groups = session.scalars(select(Group).order_by(Group.name)).all()
+    return [(g.name, tuple(sorted(m.user.username for m in g.members))) for g in groups]
+
+
 def get_group(session: Session, name: str) -> Group | None:
     return session.scalar(select(Group).where(Group.name == name))
 

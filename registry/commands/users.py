@@ -18,6 +18,7 @@ from auth import accounts, robots
 from auth.accounts import AccountError
 from auth.passwords import Passwords
 from registry.app import build_auth_settings
+from registry.commands.admin_client import emit
 from registry.commands.common import (
     GRANT_HELP,
     NOBODY_TO_ASK,
@@ -58,11 +59,16 @@ def _with_session(args: argparse.Namespace, action: Callable[..., Any]) -> int:
     finally:
         db.dispose()
     if result is not None:
+        rows = result if isinstance(result, list) else [result]
         if getattr(args, "output", "table") == "json":
             print(json.dumps(result, indent=2, default=str))
+        elif rows and all(isinstance(row, dict) for row in rows):
+            # The same aligned table, header first, as the *-remote commands print.
+            header = list(rows[0])
+            emit(args, result, [header, *[[str(row.get(k, "")) for k in header] for row in rows]])
         else:
-            for row in result if isinstance(result, list) else [result]:
-                print("  ".join(str(v) for v in (row.values() if isinstance(row, dict) else [row])))
+            for row in rows:
+                print(row)
     return 0
 
 
@@ -104,6 +110,10 @@ def cmd_group(args: argparse.Namespace) -> int:
         "rm": lambda s, p: accounts.remove_group(s, args.name),
         "member-add": lambda s, p: accounts.add_member(s, args.name, args.user),
         "member-rm": lambda s, p: accounts.remove_member(s, args.name, args.user),
+        "ls": lambda s, p: [
+            {"group": name, "members": ",".join(members)}
+            for name, members in accounts.list_groups(s)
+        ],
     }
     return _with_session(args, calls[args.action])
 
@@ -183,7 +193,7 @@ def cmd_public(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     add_local_options(parser)
     parser.add_argument(
-        "--output", choices=["table", "json"], default="table", help="output format"
+        "-o", "--output", choices=["table", "json"], default="table", help="output format"
     )
 
 
@@ -237,6 +247,7 @@ def register(sub: Any) -> None:
     _leaf(group, "rm", "name", help="delete a group and its rules")
     _leaf(group, "member-add", "name", "user", help="add a user to a group")
     _leaf(group, "member-rm", "name", "user", help="remove a user from a group")
+    _leaf(group, "ls", help="list groups and their members")
 
     perm = sub.add_parser("perm", help="permission rules").add_subparsers(
         dest="action", required=True

@@ -4,6 +4,7 @@ no traceback, and nothing changed on the server or on disk."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import pty
@@ -295,3 +296,25 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == 128 + signal.SIGPIPE
+
+
+def test_local_account_commands_list_like_the_remote_ones(tmp_path: Path) -> None:
+    """``-o``, a table with a header, and ``group ls``, as the ``*-remote`` commands have."""
+    added = subprocess.run(
+        [*lading_command(), "user", "add", "olivia", "--password-stdin", "--data-dir",
+         str(tmp_path), "-o", "json"],
+        input="a-long-password\n", capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LADING_")},
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = run("user", "ls", "--data-dir", str(tmp_path), "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [user["user"] for user in json.loads(listed.stdout)] == ["olivia"]
+    table = run("user", "ls", "--data-dir", str(tmp_path)).stdout.splitlines()
+    assert table[0].split() == ["user", "admin", "disabled", "groups", "created"]
+    assert table[1].split()[0] == "olivia"
+    # Groups are listed locally too, as by group-remote ls.
+    assert run("group", "add", "team", "--data-dir", str(tmp_path)).returncode == 0
+    assert run("group", "member-add", "team", "olivia", "--data-dir", str(tmp_path)).returncode == 0
+    groups = run("group", "ls", "--data-dir", str(tmp_path), "-o", "json")
+    assert json.loads(groups.stdout) == [{"group": "team", "members": "olivia"}], groups.stderr
