@@ -361,6 +361,12 @@ class RetentionService:
             while pending:
                 left = []
                 for manifest in pending:
+                    # Lock, then check in a later statement: on PostgreSQL a DELETE that
+                    # waits for a push's lock on the row acts on what it read before that
+                    # push committed, and would take the push's new tag with it (cascade).
+                    session.execute(
+                        select(Manifest.id).where(Manifest.id == manifest.id).with_for_update()
+                    )
                     # A tag pushed onto it, or an index listing it, since the plan keeps it.
                     result = session.execute(
                         delete(Manifest).where(

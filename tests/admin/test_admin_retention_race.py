@@ -8,13 +8,15 @@ in a KeyError: a 500 for tag and manifest listings during pushes."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from admin_support import OCI_INDEX, OCI_MANIFEST, push_image, sha256
-from sqlalchemy import event
+from sqlalchemy import event, text
 from support.server import RegistryServer
 
 from registry.app import build_components
@@ -78,3 +80,66 @@ def test_an_index_pushed_after_the_plan_keeps_its_children(
     assert kept.status_code == 200 and sha256(kept.content) == sha256(index)
     child = client.get(f"/v2/{repo}/manifests/{old.digest}", headers={"Accept": OCI_MANIFEST})
     assert child.status_code == 200, "retention deleted an image a kept index lists"
+
+
+def _waiting(components: Any, backends: int, timeout: float = 30.0) -> None:
+    """Wait until ``backends`` sessions of the test database wait on a lock."""
+    deadline = time.monotonic() + timeout
+    sql = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with components.db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(sql).scalar_one() >= backends:
+                return
+            conn.rollback()
+            time.sleep(0.05)
+    raise AssertionError(f"fewer than {backends} sessions waited on a lock")
+
+
+def test_a_tag_pushed_while_apply_deletes_its_manifest_stays(
+    own_client: httpx.Client, repo: str, components: Any
+) -> None:
+    """The push commits while the deleting statement waits for its lock on the manifest
+    (PostgreSQL): the DELETE's NOT EXISTS was read before that commit, so it used to delete
+    the manifest and, by cascade, the tag the push had just been told is stored."""
+    if components.db.is_sqlite:
+        pytest.skip("SQLite writers are serialized: no push commits inside a statement")
+    client = own_client
+    old = push_image(client, repo, "old", 96)
+    body = client.get(f"/v2/{repo}/manifests/{old.digest}", headers={"Accept": OCI_MANIFEST})
+    time.sleep(1.2)  # the push below then updates repositories.last_push_at
+    pushed: list[int] = []
+    applied: list[Any] = []
+    with components.db.engine.connect() as holder:
+        # Holds the push after it locked the manifest and wrote the tag, before commit.
+        holder.execute(
+            text("SELECT id FROM repositories WHERE name = :n FOR NO KEY UPDATE"), {"n": repo}
+        )
+        push = threading.Thread(
+            target=lambda: pushed.append(
+                client.put(
+                    f"/v2/{repo}/manifests/keep",
+                    content=body.content,
+                    headers={"Content-Type": OCI_MANIFEST},
+                ).status_code
+            )
+        )
+        push.start()
+        _waiting(components, 1)  # the push
+        api = build_admin_api(
+            components.settings, components.db, components.driver, components.manifests
+        )
+        rules = [Rules(name="race", repository_pattern=repo, keep_regex="keep.*")]
+        apply = threading.Thread(target=lambda: applied.append(api.retention.apply(rules, "t")))
+        apply.start()
+        _waiting(components, 2)  # and the apply, on the push's manifest lock
+        holder.rollback()
+    push.join(60)
+    apply.join(60)
+    assert pushed == [201]
+    assert [m.digest for r in applied[0].repositories for m in r.manifests] == [old.digest]
+    assert client.get(f"/v2/{repo}/manifests/old").status_code == 404
+    kept = client.get(f"/v2/{repo}/manifests/keep", headers={"Accept": OCI_MANIFEST})
+    assert kept.status_code == 200, "retention deleted a tag whose push was acknowledged"
