@@ -355,6 +355,11 @@ class RetentionService:
                 ManifestReference.parent_id == parent.id,
                 parent.repository_id == repo_id,
             )
+            # A referrer (signature, SBOM) goes with its subject, as in online GC.
+            subject = aliased(Manifest)
+            described = exists().where(
+                subject.repository_id == repo_id, subject.digest == Manifest.subject_digest
+            )
             # Newest first: an index usually goes before the images it lists; another
             # pass takes the images whose planned index went after them.
             pending = list(reversed(repo_plan.manifests))
@@ -367,12 +372,14 @@ class RetentionService:
                     session.execute(
                         select(Manifest.id).where(Manifest.id == manifest.id).with_for_update()
                     )
-                    # A tag pushed onto it, or an index listing it, since the plan keeps it.
+                    # A tag pushed onto it, an index listing it, or its subject still
+                    # here (kept, or planned but not yet deleted) keeps it.
                     result = session.execute(
                         delete(Manifest).where(
                             Manifest.id == manifest.id,
                             ~exists().where(Tag.manifest_id == Manifest.id),
                             ~listed,
+                            ~described,
                         )
                     )
                     if not rows_affected(result):

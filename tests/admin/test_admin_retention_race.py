@@ -17,6 +17,7 @@ import httpx
 import pytest
 from admin_support import OCI_INDEX, OCI_MANIFEST, push_image, sha256
 from sqlalchemy import event, text
+from support.blob_push import push_blob
 from support.server import RegistryServer
 
 from registry.app import build_components
@@ -143,3 +144,58 @@ def test_a_tag_pushed_while_apply_deletes_its_manifest_stays(
     assert client.get(f"/v2/{repo}/manifests/old").status_code == 404
     kept = client.get(f"/v2/{repo}/manifests/keep", headers={"Accept": OCI_MANIFEST})
     assert kept.status_code == 200, "retention deleted a tag whose push was acknowledged"
+
+
+def test_a_signature_stays_with_an_image_tagged_after_the_plan(
+    own_client: httpx.Client, repo: str, components: Any
+) -> None:
+    """The plan dooms an image and its referrer (a signature); a tag pushed onto the image
+    after the plan keeps the image, and so its referrer, as the online collector does."""
+    client = own_client
+    old = push_image(client, repo, "old", 97)
+    empty = push_blob(client, repo, b"{}")
+    signature = push_blob(client, repo, b"signature of " + old.digest.encode())
+    referrer = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": signature,
+                    "size": len(b"signature of " + old.digest.encode())}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": old.digest, "size": old.manifest_size},
+    }).encode()  # fmt: skip
+    referrer_digest = sha256(referrer)
+    put = client.put(
+        f"/v2/{repo}/manifests/{referrer_digest}",
+        content=referrer,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert put.status_code == 201, put.text
+    body = client.get(f"/v2/{repo}/manifests/{old.digest}", headers={"Accept": OCI_MANIFEST})
+    pushed: list[int] = []
+
+    def tag_image_once(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # The plan's last read: which blobs other manifests still use.
+        if "FROM manifest_blobs" in statement and not pushed:
+            put = client.put(
+                f"/v2/{repo}/manifests/keep",
+                content=body.content,
+                headers={"Content-Type": OCI_MANIFEST},
+            )
+            pushed.append(put.status_code)
+
+    api = build_admin_api(
+        components.settings, components.db, components.driver, components.manifests
+    )
+    event.listen(components.db.engine, "after_cursor_execute", tag_image_once)
+    try:
+        plan = api.retention.apply(
+            [Rules(name="race", repository_pattern=repo, keep_regex="keep.*")], "test"
+        )
+    finally:
+        event.remove(components.db.engine, "after_cursor_execute", tag_image_once)
+    assert pushed == [201]
+    planned = {m.digest for r in plan.repositories for m in r.manifests}
+    assert planned == {old.digest, referrer_digest}
+    assert client.get(f"/v2/{repo}/manifests/keep").status_code == 200
+    kept = client.get(f"/v2/{repo}/manifests/{referrer_digest}", headers={"Accept": OCI_MANIFEST})
+    assert kept.status_code == 200, "retention deleted the signature of an image it kept"
