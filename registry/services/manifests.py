@@ -114,6 +114,15 @@ _INSERT_MANIFEST = (
     # inserts nothing and reads the winner's row instead of failing.
     " ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id"
 )
+# A re-push by digest renews the GC grace of a stored manifest (as re-uploading a blob
+# renews its link's): its index may be on the way. Time as the collector reads it.
+_RENEW_GRACE = (
+    "INSERT INTO gc_manifest_reviews (manifest_id, event_at, event) VALUES (:m, {now}, 'repush')"
+)
+_EPOCH_NOW = {
+    False: "((julianday('now') - 2440587.5) * 86400.0)",
+    True: "extract(epoch from clock_timestamp())::double precision",
+}
 _PAYLOAD = "SELECT payload FROM manifests WHERE id = :id AND digest = :digest"
 _UPSERT_TAG = (
     "INSERT INTO tags (repository_id, name, manifest_id, updated_at)"
@@ -296,6 +305,9 @@ class ManifestService:
         if row is None:
             self._check_references(tx, repo_id, parsed)
             row = self._insert_manifest(tx, repo_id, digest, parsed, payload, now)
+        elif tag is None:
+            renew = _RENEW_GRACE.format(now=_EPOCH_NOW[tx.is_postgres])
+            tx.run(renew, {"m": row[0]})
         if row is None:  # a concurrent push of the same bytes committed it first
             row = tx.one(existing_sql, existing)
             if row is None:

@@ -115,3 +115,18 @@ def test_blobs_listed_in_an_index_are_kept_with_it(env: Env) -> None:
     env.manifests.delete("app", "buildcache")
     env.collector().run()
     assert env.manifest_digests("app") == set() and env.blob_rows() == set()
+
+
+def test_re_pushing_a_manifest_by_digest_renews_its_grace(env: Env) -> None:
+    """A multi-platform push sends its images by digest, then the index. An image already
+    stored untagged, its review due, was collected right after its re-push was answered
+    201, and the index that followed failed with MANIFEST_BLOB_UNKNOWN."""
+    image = env.push_image("app", None, [b"an image an index is about to list"])
+    __import__("time").sleep(1.2)
+    again = env.push_image("app", None, [b"an image an index is about to list"])  # 201 again
+    assert again == image
+    report = env.collector(delay=1.0).run()
+    assert report.manifests_deleted == 0 and image["digest"] in env.manifest_digests("app")
+    __import__("time").sleep(1.2)
+    report = env.collector(delay=1.0).run()  # the renewed grace ends like any other
+    assert report.manifests_deleted == 1 and env.manifest_digests("app") == set()
