@@ -78,7 +78,9 @@ class UploadWriter(Protocol):
         """Make every written byte durable and return the new state.
 
         Only bytes covered by a state returned here may be relied upon; a
-        writer abandoned without ``close`` leaves the previous state valid.
+        writer abandoned without ``close`` leaves the previous state valid, and
+        so does a close whose new state is never resumed or committed (the
+        caller failed to record it), until a writer resumes from a later state.
         ``final=True`` tells the driver that ``commit_upload`` follows at once,
         so work that only protects a later resumption may be skipped.
         Raises :class:`StorageFull` when there is no space left (the previous
@@ -175,7 +177,9 @@ class Driver(Protocol):
         of its own choosing. Returns the key the object now lives under.
         If ``key`` already exists the result still holds the uploaded bytes.
         Raises :class:`StorageFull` when there is no space left; the upload
-        then stays as it was.
+        then stays as it was. A commit of the same state to the same key retried
+        after a failure succeeds, even if the failed one took effect (its answer
+        lost).
         """
 
     def abort_upload(self, state: UploadState) -> None:

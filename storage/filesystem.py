@@ -350,6 +350,11 @@ class FilesystemDriver:
         source = self._upload_path(state)
         target = self._path(key)
         try:
+            if not source.exists() and self._committed(target, state.size):
+                # A retried commit (the registry keeps a session whose commit
+                # failed) after one that renamed: the object is under its own key.
+                _fsync_dir(target.parent)
+                return key
             if source.stat().st_size != state.size:
                 # Trailing bytes of an abandoned writer must not become visible.
                 os.truncate(source, state.size)
@@ -359,12 +364,25 @@ class FilesystemDriver:
                 finally:
                     os.close(fd)
             _retry_dir_race(self.root, target, lambda: os.replace(source, target))
-            _fsync_dir(target.parent)
+            try:
+                _fsync_dir(target.parent)
+            except OSError:
+                # Not durably committed: put the upload back, as it was.
+                with contextlib.suppress(OSError):
+                    os.replace(target, source)
+                raise
         except FileNotFoundError as exc:
             raise UploadStateInvalid("upload is gone") from exc
         except OSError as exc:
             raise _failure(exc, "cannot commit upload") from exc
         return key
+
+    @staticmethod
+    def _committed(target: Path, size: int) -> bool:
+        try:
+            return target.stat().st_size == size
+        except OSError:
+            return False
 
     def abort_upload(self, state: UploadState) -> None:
         path = self._upload_path(state)

@@ -223,22 +223,42 @@ class S3Driver(S3Base):
             raise UploadStateInvalid("upload has no durable tail")
         if token.mpu is None:
             # Small upload: the tail is the whole object; a server-side copy is cheap.
-            with self._errors(f"commit {key}"):
-                try:
-                    self._client.copy_object(
-                        Bucket=self.config.bucket,
-                        Key=target,
-                        CopySource={"Bucket": self.config.bucket, "Key": token.tail},
-                    )
-                except ClientError as exc:
-                    if error_code(exc) in NOT_FOUND:
-                        raise UploadStateInvalid("upload is gone") from exc
+            try:
+                with self._errors(f"commit {key}"):
+                    try:
+                        self._client.copy_object(
+                            Bucket=self.config.bucket,
+                            Key=target,
+                            CopySource={"Bucket": self.config.bucket, "Key": token.tail},
+                        )
+                    except ClientError as exc:
+                        if error_code(exc) in NOT_FOUND:
+                            raise UploadStateInvalid("upload is gone") from exc
+                        raise
+            except (UploadStateInvalid, StorageUnavailable):
+                # A retried commit (the registry keeps a session whose commit failed)
+                # may follow one that copied and cleaned up but lost its answer: the
+                # object is then under this upload's own key.
+                if not self._holds(key, token.size):
                     raise
-            self._cleanup(token.upload_id)
+            self._cleanup_after_commit(token.upload_id)
             return key
         self._complete(token)
-        self._cleanup(token.upload_id, keep_mpu=token.mpu)
+        self._cleanup_after_commit(token.upload_id, keep_mpu=token.mpu)
         return f"{BLOBS}/{token.upload_id}"
+
+    def _holds(self, key: str, size: int) -> bool:
+        """Whether ``key`` is there with ``size`` bytes (False if S3 cannot tell)."""
+        try:
+            return self.stat(key).size == size
+        except StorageError:
+            return False
+
+    def _cleanup_after_commit(self, upload_id: str, keep_mpu: str | None = None) -> None:
+        # The object is committed: leftovers of a failed cleanup are orphans, which
+        # GC's upload sweep removes; failing here would fail a commit that happened.
+        with contextlib.suppress(StorageUnavailable):
+            self._cleanup(upload_id, keep_mpu)
 
     def _complete(self, token: UploadToken) -> None:
         assert token.mpu is not None and token.tail is not None
@@ -272,9 +292,8 @@ class S3Driver(S3Base):
             # A completion whose answer was lost (timeout, dropped connection) may
             # have succeeded; its retry, or a retried commit, then finds the upload
             # gone. The object under this upload's own key tells.
-            with contextlib.suppress(StorageError):
-                if self.stat(f"{BLOBS}/{token.upload_id}").size == token.size:
-                    return
+            if self._holds(f"{BLOBS}/{token.upload_id}", token.size):
+                return
             raise
 
     def abort_upload(self, state: UploadState) -> None:

@@ -5,6 +5,14 @@ once a first full part exists) plus a *tail*: the bytes not yet in a part,
 kept as a small object ``_uploads/<id>/tail-<random>``. S3 refuses parts under
 5 MiB unless last, so the tail cannot be uploaded as a part before commit.
 Every state names its own tail object, which also proves the upload exists.
+
+A writer's close never deletes the tail of the state it resumed from: until the
+new state is on record (the database's row, updated after close), that older
+state is the upload, and a failed record must leave it resumable. The new state
+names the tail it superseded (``old``); the next writer, which resumes from the
+new state and so knows it was recorded, deletes it. Commit and abort delete
+every tail under the upload's prefix. Tokens without ``old`` (older versions)
+still decode.
 """
 
 from __future__ import annotations
@@ -25,30 +33,35 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class UploadToken:
-    """Decoded ``UploadState.token``; ``tail`` is the tail object's full S3 key."""
+    """Decoded ``UploadState.token``; ``tail`` is the tail object's full S3 key.
+
+    ``old``: the tail of the state this one superseded, still kept in case this
+    state never got recorded.
+    """
 
     upload_id: str
     mpu: str | None
     parts: tuple[Part, ...]
     tail: str | None
     tail_size: int
+    old: str | None = None
 
     @property
     def size(self) -> int:
         return sum(p.size for p in self.parts) + self.tail_size
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "v": 1,
-                "id": self.upload_id,
-                "mpu": self.mpu,
-                "parts": [[p.number, p.etag, p.size] for p in self.parts],
-                "tail": self.tail,
-                "tail_size": self.tail_size,
-            },
-            separators=(",", ":"),
-        )
+        raw: dict[str, Any] = {
+            "v": 1,
+            "id": self.upload_id,
+            "mpu": self.mpu,
+            "parts": [[p.number, p.etag, p.size] for p in self.parts],
+            "tail": self.tail,
+            "tail_size": self.tail_size,
+        }
+        if self.old is not None:
+            raw["old"] = self.old
+        return json.dumps(raw, separators=(",", ":"))
 
     def state(self) -> UploadState:
         return UploadState(token=self.encode(), size=self.size)
@@ -62,13 +75,14 @@ class UploadToken:
             parts = tuple(Part(int(n), str(e), int(s)) for n, e, s in raw["parts"])
             tail = raw["tail"]
             tail_size = int(raw["tail_size"])
-        except (ValueError, KeyError, TypeError, StorageError) as exc:
+            old = raw.get("old")
+        except (ValueError, KeyError, TypeError, AttributeError, StorageError) as exc:
             raise UploadStateInvalid("malformed S3 upload state") from exc
-        if not (mpu is None or isinstance(mpu, str)) or not (tail is None or isinstance(tail, str)):
+        if not all(v is None or isinstance(v, str) for v in (mpu, tail, old)):
             raise UploadStateInvalid("malformed S3 upload state")
         if [p.number for p in parts] != list(range(1, len(parts) + 1)) or (parts and mpu is None):
             raise UploadStateInvalid("malformed S3 upload state: bad part list")
-        token = cls(upload_id, mpu, parts, tail, tail_size)
+        token = cls(upload_id, mpu, parts, tail, tail_size, old)
         if token.size != state.size or tail_size < 0:
             raise UploadStateInvalid("S3 upload state size disagrees with its parts")
         return token
@@ -186,24 +200,28 @@ class S3UploadWriter:
             self._drop_buffer()
             self._check_exists()
             return self._base.state()
+        base = self._base
         try:
             self._check_exists()
             # Every part must be in S3 before the state that names it is returned.
-            parts = self._base.parts + tuple(self._pipeline.drain())
+            parts = base.parts + tuple(self._pipeline.drain())
             tail_bytes = self._drop_buffer(keep_bytes=True)
-            if not tail_bytes and self._base.tail_size == 0:
+            if not tail_bytes and base.tail_size == 0:
                 # Tails never change once written: an empty one can serve again,
                 # which saves a PUT and a DELETE per PATCH of whole parts.
-                tail = self._base.tail
+                tail, old = base.tail, base.old
             else:
-                tail = self._driver.put_tail(self._base.upload_id, tail_bytes)
+                tail, old = self._driver.put_tail(base.upload_id, tail_bytes), base.tail
         except BaseException:
             self._pipeline.cancel()
             raise
-        token = UploadToken(self._base.upload_id, self._mpu, parts, tail, len(tail_bytes))
-        # The old tail is superseded; keep it if deleting fails (commit tidies up).
-        if self._base.tail is not None and self._base.tail != tail:
-            self._driver.delete_internal_quietly(self._base.tail)
+        token = UploadToken(base.upload_id, self._mpu, parts, tail, len(tail_bytes), old)
+        # The base state was resumed, so it is on record: the tail it superseded is
+        # no longer needed (kept if deleting fails; commit tidies up). The base's
+        # own tail stays until a state naming this one is. A final close skips
+        # the DELETE: the commit that follows removes every tail.
+        if base.old is not None and old != base.old and not final:
+            self._driver.delete_internal_quietly(base.old)
         return token.state()
 
     def abandon(self) -> None:

@@ -41,19 +41,35 @@ class UploadStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedSession:
-    """An empty session a final PUT ended before writing: put back if that PUT fails."""
+class SessionRecord:
+    """What a session row records: a final PUT that ended (deleted) it and then
+    failed puts it back with this, so the client's retry finds it as it was."""
 
     subject: str | None
     hash_algorithm: str
     hash_state: bytes | None
+    state: UploadState
 
 
-INSERT_ROW = (
+_INSERT_ROW = (
     "INSERT INTO upload_sessions (id, repository_name, subject, driver_state, size,"
     " hash_algorithm, hash_state, created_at, updated_at)"
-    " VALUES (:id, :repo, :subject, :state, 0, :alg, :hash, :now, :now)"
+    " VALUES (:id, :repo, :subject, :state, :size, :alg, :hash, :now, :now)"
 )
+
+
+def insert_session(db: Database, upload_id: str, repository: str, record: SessionRecord) -> None:
+    params = {
+        "id": upload_id,
+        "repo": repository,
+        "subject": record.subject,
+        "state": record.state.token,
+        "size": record.state.size,
+        "alg": record.hash_algorithm,
+        "hash": record.hash_state,
+    }
+    db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
+
 
 # Recorded only by the lease holder, and only over the size it started from.
 _UPDATE_ROW = (
@@ -132,7 +148,8 @@ class Appender:
         recorded: bool,
         initial_state: UploadState | None = None,
         lease: str | None = None,
-        claimed: ClaimedSession | None = None,
+        claimed: SessionRecord | None = None,
+        session: SessionRecord | None = None,
     ) -> None:
         self._db = db
         self._driver = driver
@@ -148,6 +165,8 @@ class Appender:
         self.lease = lease
         # Set: the client's retry of a failed request must find its session again.
         self.claimed = claimed
+        # The leased row as recorded, for a final PUT to put back if its commit fails.
+        self.session = session
         self._closed = False
         self._renewed_at = time.monotonic()
 
@@ -177,36 +196,31 @@ class Appender:
         if self.lease is not None:
             with contextlib.suppress(Exception), self._db.raw_transaction() as tx:
                 tx.run(RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
-        if self.claimed is not None and self._initial_state is not None:
+        if self.claimed is not None:
             claimed, self.claimed = self.claimed, None
-            self._restore(claimed, self._initial_state)
+            self._restore(claimed)
         elif not self.recorded and self._initial_state is not None:
             # Nothing refers to a direct upload: drop its bytes now.
             with contextlib.suppress(StorageError):
                 self._driver.abort_upload(self._initial_state)
 
-    def _restore(self, claimed: ClaimedSession, initial: UploadState) -> None:
+    def _restore(self, claimed: SessionRecord) -> None:
         """Put back, empty, the session this failed final PUT ended, so a retry can succeed.
 
         Before a successful close the first state is still valid (an abandoned writer
-        keeps it); after one it may not be (S3 replaces the tail object), so the
+        keeps it); after one, a commit may have started and removed it, so the
         upload starts afresh under the same id. Best effort: the request's own error
         is what the client gets, and bytes no row points at are dropped.
         """
-        state = initial
+        state = claimed.state
         try:
             if self._closed:
-                self._driver.abort_upload(initial)
+                self._driver.abort_upload(state)
                 state = self._driver.start_upload(self.upload_id)
-            params = {
-                "id": self.upload_id,
-                "repo": self.repository,
-                "subject": claimed.subject,
-                "state": state.token,
-                "alg": claimed.hash_algorithm,
-                "hash": claimed.hash_state,
-            }
-            self._db.run_raw(lambda tx: tx.run(INSERT_ROW, {**params, "now": tx.timestamp()}))
+            fresh = SessionRecord(
+                claimed.subject, claimed.hash_algorithm, claimed.hash_state, state
+            )
+            insert_session(self._db, self.upload_id, self.repository, fresh)
         except Exception:
             with contextlib.suppress(StorageError):
                 self._driver.abort_upload(state)

@@ -27,12 +27,12 @@ from registry.domain.hashing import Hasher, new_hasher
 from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
 from registry.services.upload_appender import (
-    INSERT_ROW,
     LEASE_SECONDS,
     RELEASE_LEASE,
-    ClaimedSession,
+    SessionRecord,
     busy_error,
     driver_errors,
+    insert_session,
 )
 from registry.services.upload_appender import Appender as Appender
 from registry.services.upload_appender import UploadStatus as UploadStatus
@@ -52,6 +52,10 @@ class _Row:
     @property
     def state(self) -> UploadState:
         return UploadState(self.driver_state, self.size)
+
+    @property
+    def record(self) -> SessionRecord:
+        return SessionRecord(self.subject, self.hash_algorithm, self.hash_state, self.state)
 
 
 _SELECT_ROW = (
@@ -146,17 +150,9 @@ class UploadService:
     ) -> UploadStatus:
         upload_id = uuid.uuid4().hex
         state = self._start_driver(upload_id)
-        hasher = new_hasher(algorithm)
-        params = {
-            "id": upload_id,
-            "repo": repository,
-            "subject": subject,
-            "state": state.token,
-            "alg": algorithm,
-            "hash": hasher.saved_state(),
-        }
+        record = SessionRecord(subject, algorithm, new_hasher(algorithm).saved_state(), state)
         try:
-            self.db.run_raw(lambda tx: tx.run(INSERT_ROW, {**params, "now": tx.timestamp()}))
+            insert_session(self.db, upload_id, repository, record)
         except Exception:
             # No row will ever point to these storage bytes (a full disk, say): drop them.
             with contextlib.suppress(StorageError):
@@ -218,9 +214,9 @@ class UploadService:
                 writer = self.driver.resume_upload(row.state)
             # Nothing was hashed yet, so an in-memory hasher of any kind will do.
             fresh = new_hasher(row.hash_algorithm)
-            claimed = ClaimedSession(row.subject, row.hash_algorithm, row.hash_state)
+            record = row.record
             return Appender(self.db, self.driver, row.id, repository, 0, writer, fresh,
-                            recorded=False, initial_state=row.state, claimed=claimed)  # fmt: skip
+                            recorded=False, initial_state=row.state, claimed=record)  # fmt: skip
         lease = uuid.uuid4().hex
         params = {"lease": lease, "id": row.id, "size": row.size}
         taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
@@ -247,6 +243,7 @@ class UploadService:
             hasher,
             recorded=True,
             lease=lease,
+            session=row.record,
         )
 
     def _commit_storage(self, state: UploadState, digest: Digest, upload_id: str) -> str:
@@ -269,8 +266,9 @@ class UploadService:
         if row.hash_state is not None and row.hash_algorithm == digest.algorithm:
             actual = new_hasher(digest.algorithm, row.hash_state).hexdigest()
         return self._commit(
-            repository, row.id, row.state, actual, digest, recorded=True, lease=None
-        )
+            repository, row.id, row.state, actual, digest, recorded=True, lease=None,
+            restore=row.record,
+        )  # fmt: skip
 
     def put_small(
         self,
@@ -305,7 +303,8 @@ class UploadService:
         """Finish an upload whose last bytes this request just wrote.
 
         The intermediate state is never recorded: the client gets no answer
-        until the blob itself is committed.
+        until the blob itself is committed. If that fails, the session is put
+        back as recorded before this request (without its bytes), for a retry.
         """
         state = appender.close_writer(final=True)
         actual: str | None = None  # None: hash the committed object instead
@@ -321,6 +320,7 @@ class UploadService:
                 recorded=appender.recorded,
                 lease=appender.lease,
                 recorded_size=appender.start,
+                restore=appender.session,
             )
         except RegistryError as exc:
             if exc.code is DIGEST_INVALID:
@@ -340,10 +340,36 @@ class UploadService:
         recorded: bool,
         lease: str | None,
         recorded_size: int | None = None,
+        restore: SessionRecord | None = None,
     ) -> BlobInfo:
+        """Verify, commit and record the blob; a recorded session is ended first.
+
+        ``restore``: the claimed row as it was, put back if the request then fails
+        (a 503 or 507 of the storage commit, say) for any reason but a wrong digest,
+        so nothing acknowledged is lost. Drivers make a retried commit succeed
+        even where the failed one took effect.
+        """
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease)
+        try:
+            return self._commit_claimed(repository, upload_id, state, actual_hex, digest)
+        except BaseException as exc:
+            wrong = isinstance(exc, RegistryError) and exc.code is DIGEST_INVALID
+            if recorded and restore is not None and not wrong:
+                # Best effort: the client gets the request's own error either way.
+                with contextlib.suppress(Exception):
+                    insert_session(self.db, upload_id, repository, restore)
+            raise
+
+    def _commit_claimed(
+        self,
+        repository: str,
+        upload_id: str,
+        state: UploadState,
+        actual_hex: str | None,
+        digest: Digest,
+    ) -> BlobInfo:
         committed: str | None = None
         if actual_hex is None:
             # No hash state for this algorithm (e.g. a sha512 digest for an upload

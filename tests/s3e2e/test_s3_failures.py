@@ -12,6 +12,7 @@ import httpx
 from s3e2e_support import (
     MiB,
     S3Target,
+    finish,
     patch,
     push_chunks,
     relaunch_s3,
@@ -82,6 +83,10 @@ def test_s3_outage_answers_503_then_recovers(
         pending = start_upload(client, "s3e2e/outage")
         pending = patch(client, pending, 0, before[: 6 * MiB])
         put_pending = start_upload(client, "s3e2e/outage")
+        # Every byte acknowledged: only the final, bodyless PUT is left.
+        acked_data = rng.randbytes(7 * MiB)
+        acked_digest = "sha256:" + hashlib.sha256(acked_data).hexdigest()
+        acked = patch(client, start_upload(client, "s3e2e/outage"), 0, acked_data)
 
         own_s3.server.process.terminate()
         own_s3.server.process.wait(timeout=20)
@@ -108,6 +113,7 @@ def test_s3_outage_answers_503_then_recovers(
         # The docker/containerd push: the whole blob PUT on an empty session.
         put_small = client.put(with_digest(put_pending, small_digest), content=small)
         _assert_unavailable(put_small, "PUT with body")
+        _assert_unavailable(finish(client, acked, acked_digest), "PUT after PATCHes")
         # Metadata-only requests still work.
         assert client.head(blob).status_code == 200
         # Every failure was translated: no request reached the 500 handler.
@@ -128,6 +134,10 @@ def test_s3_outage_answers_503_then_recovers(
             # The refused PUT left its session as it was: the client's retry succeeds.
             done = client.put(with_digest(put_pending, small_digest), content=small)
             assert done.status_code == 201, done.text
+            # So did the refused commit of a session holding acknowledged bytes.
+            done = finish(client, acked, acked_digest)
+            assert done.status_code == 201, done.text
+            assert client.get(f"/v2/s3e2e/outage/blobs/{acked_digest}").content == acked_data
         after = rng.randbytes(12 * MiB)
         after_digest = "sha256:" + hashlib.sha256(after).hexdigest()
         push_chunks(client, "s3e2e/outage", [after[:5], after[5:]], after_digest)

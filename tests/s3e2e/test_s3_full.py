@@ -85,3 +85,49 @@ def test_full_store_answers_507_and_keeps_sessions(
             assert client.get(f"/v2/{REPO}/blobs/{digest}").content == data
     assert target.upload_leftovers() == []
     rclone_s3.delete_bucket(target.bucket)
+
+
+def test_refused_commit_keeps_acknowledged_bytes(
+    rclone_s3: S3Server, proxy: FullProxy, lading_factory: RegistryFactory
+) -> None:
+    """A final PUT on a session holding acknowledged bytes whose commit is refused (507)
+    leaves the session as it was, and the same PUT retried then succeeds.
+
+    Covered: a bodyless PUT after PATCHes (a copy commits a tail-only upload, a
+    completion a multipart one) and a PUT carrying the last chunk, small (read whole)
+    and large (streamed); these put the session back as recorded before the PUT.
+    """
+    target = S3Target(rclone_s3, fresh_bucket(rclone_s3))
+    env = target.env(LADING_S3_ENDPOINT_URL=proxy.endpoint_url, LADING_S3_PART_SIZE=str(5 * MiB))
+    server = lading_factory(env=env)
+    rng = random.Random(23)
+    cases = [  # (acknowledged by PATCHes, last chunk of the PUT)
+        (rng.randbytes(MiB), b""),
+        (rng.randbytes(6 * MiB), b""),
+        (rng.randbytes(MiB), rng.randbytes(100_000)),
+        (rng.randbytes(6 * MiB), rng.randbytes(5 * MiB + 3)),
+    ]
+    with server.client(timeout=60) as client:
+        sessions = [patch(client, start_upload(client, REPO), 0, acked) for acked, _ in cases]
+        puts = []
+        for url, (acked, last) in zip(sessions, cases, strict=True):
+            digest = "sha256:" + hashlib.sha256(acked + last).hexdigest()
+            headers = {"Content-Length": "0"}
+            if last:
+                headers = {"Content-Range": f"{len(acked)}-{len(acked) + len(last) - 1}"}
+            puts.append((with_digest(url, digest), last, headers))
+
+        proxy.refusing = "commits"
+        for (url, last, headers), (acked, _) in zip(puts, cases, strict=True):
+            _assert_full(client.put(url, content=last, headers=headers), f"PUT {len(acked)}")
+            _assert_session(client, url, len(acked))
+
+        proxy.refusing = "nothing"
+        for (url, last, headers), (acked, _) in zip(puts, cases, strict=True):
+            done = client.put(url, content=last, headers=headers)
+            assert done.status_code == 201, done.text
+            digest = done.headers["Docker-Content-Digest"]
+            assert digest == url.params["digest"]
+            assert client.get(f"/v2/{REPO}/blobs/{digest}").content == acked + last
+    assert target.upload_leftovers() == []
+    rclone_s3.delete_bucket(target.bucket)

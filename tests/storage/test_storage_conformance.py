@@ -198,6 +198,39 @@ def test_abandoned_writer_is_discarded(driver: Driver, call_abandon: bool) -> No
     assert hashlib.sha256(data).digest() == hashlib.sha256(first + second).digest()
 
 
+@pytest.mark.parametrize("tail", [1000, 0], ids=["tail", "whole-parts"])
+def test_unrecorded_close_keeps_the_previous_state(driver: Driver, tail: int) -> None:
+    # The registry records a closed state after close; if that fails, the state it
+    # resumed from is still on record and must resume, and commit, with every byte.
+    first = os.urandom(5 * MiB + tail)
+    recorded = upload(driver, "unrecorded", [first])
+    lost = driver.resume_upload(recorded)
+    lost.write(os.urandom(6 * MiB + 7))
+    lost.close()  # never recorded
+    second = os.urandom(MiB + 3)
+    for _ in range(2):  # the retry's own state is not recorded either at first
+        writer = driver.resume_upload(recorded)
+        writer.write(second)
+        state = writer.close()
+    later = driver.resume_upload(state)  # the retry's state got recorded: go on from it
+    later.write(b"end")
+    state = later.close()
+    _, data = commit_and_read(driver, state, "blobs/unrecorded")
+    assert hashlib.sha256(data).digest() == hashlib.sha256(first + second + b"end").digest()
+
+
+def test_commit_retried_after_it_took_effect(driver: Driver) -> None:
+    # A commit whose answer was lost took effect; the registry, which kept the
+    # session, commits the same state to the same key again.
+    for name, size in (("retried-small", 1000), ("retried-large", 6 * MiB + 5)):
+        data = os.urandom(size)
+        state = upload(driver, name, [data])
+        stored = driver.commit_upload(state, f"blobs/{name}")
+        assert driver.commit_upload(state, f"blobs/{name}") == stored
+        assert read_all(driver.read(stored)) == data
+        driver.delete(stored)
+
+
 def test_commit_over_existing_key(driver: Driver) -> None:
     driver.put("blobs/same", b"old contents")
     state = upload(driver, "over", [b"new"])
