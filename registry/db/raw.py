@@ -29,6 +29,14 @@ _CLOCKS = {
 }
 
 
+# The database's clock in seconds since the epoch, by dialect: GC review events and the
+# pushes that queue them must read the same clock as the collector that compares them.
+EPOCH_NOW = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "extract(epoch from clock_timestamp())::double precision",
+}
+
+
 def to_pyformat(sql: str) -> str:
     return _NAMED_PARAM.sub(r"%(\1)s", sql)
 

@@ -31,11 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from registry.db.models import utcnow
-
-_NOW = {
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
-    "postgresql": "extract(epoch from clock_timestamp())::double precision",
-}
+from registry.db.raw import EPOCH_NOW
 
 
 @dataclass
@@ -54,7 +50,7 @@ class TaskResult:
 
 
 def now_sql(session: Session) -> str:
-    return _NOW[session.get_bind().dialect.name]
+    return EPOCH_NOW[session.get_bind().dialect.name]
 
 
 def is_postgres(session: Session) -> bool:

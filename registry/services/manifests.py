@@ -26,7 +26,7 @@ from registry.db.models import (
     Repository,
     Tag,
 )
-from registry.db.raw import RawTx, in_clause
+from registry.db.raw import EPOCH_NOW, RawTx, in_clause
 from registry.domain.digests import Digest, digest_of, looks_like_digest, parse_digest
 from registry.domain.errors import (
     DIGEST_INVALID,
@@ -119,10 +119,6 @@ _INSERT_MANIFEST = (
 _RENEW_GRACE = (
     "INSERT INTO gc_manifest_reviews (manifest_id, event_at, event) VALUES (:m, {now}, 'repush')"
 )
-_EPOCH_NOW = {
-    False: "((julianday('now') - 2440587.5) * 86400.0)",
-    True: "extract(epoch from clock_timestamp())::double precision",
-}
 _PAYLOAD = "SELECT payload FROM manifests WHERE id = :id AND digest = :digest"
 _UPSERT_TAG = (
     "INSERT INTO tags (repository_id, name, manifest_id, updated_at)"
@@ -306,7 +302,7 @@ class ManifestService:
             self._check_references(tx, repo_id, parsed)
             row = self._insert_manifest(tx, repo_id, digest, parsed, payload, now)
         elif tag is None:
-            renew = _RENEW_GRACE.format(now=_EPOCH_NOW[tx.is_postgres])
+            renew = _RENEW_GRACE.format(now=EPOCH_NOW[tx.dialect])
             tx.run(renew, {"m": row[0]})
         if row is None:  # a concurrent push of the same bytes committed it first
             row = tx.one(existing_sql, existing)
