@@ -10,21 +10,29 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-import psycopg
-from sqlalchemy.exc import ArgumentError, OperationalError
-
 from registry.commands import admin_cli, fsck, gc, migrate, serve, users
 from registry.commands.admin_client import one_line
 from registry.settings import SettingsError
 from storage.driver import StorageError
 
-# Raw driver errors too: some reads bypass SQLAlchemy's wrapping (registry/db/engine.py).
-DATABASE_TROUBLE = (
-    OperationalError,
-    ArgumentError,
-    psycopg.OperationalError,
-    sqlite3.OperationalError,
-)
+
+def database_trouble(exc: BaseException) -> bool:
+    """A database that is down, refuses us, or a database_url no driver understands.
+
+    Raw driver errors too: some reads bypass SQLAlchemy's wrapping (registry/db/engine.py).
+    SQLAlchemy and psycopg are looked up, not imported: a command that never loaded them
+    cannot have raised their errors, and the remote commands start faster without them.
+    """
+    kinds: list[type[BaseException]] = [sqlite3.OperationalError]
+    alchemy = sys.modules.get("sqlalchemy.exc")
+    if alchemy is not None:
+        kinds += [alchemy.OperationalError, alchemy.ArgumentError]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        kinds.append(psycopg.OperationalError)
+    return isinstance(exc, tuple(kinds))
+
+
 # Each module adds its own subcommand(s).
 COMMAND_MODULES = [serve, migrate, gc, fsck, users, admin_cli]
 
@@ -69,17 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Configuration and unreachable storage are the operator's to fix: no traceback.
         print(f"lading: {exc}", file=sys.stderr)
         return 2
-    except DATABASE_TROUBLE as exc:
-        # A database that is down, refuses us, or a database_url no driver understands.
-        cause = getattr(exc, "orig", None) or exc
-        print(f"lading: cannot use the database: {one_line(cause)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("lading: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, as shells report it
     except OSError as exc:
         # A data directory that cannot be created, a file that cannot be read, ...
         print(f"lading: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not database_trouble(exc):
+            raise
+        cause = getattr(exc, "orig", None) or exc
+        print(f"lading: cannot use the database: {one_line(cause)}", file=sys.stderr)
         return 2
     return result
 
