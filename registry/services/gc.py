@@ -55,13 +55,22 @@ class GcReport:
     bytes_freed: int = 0
     events_compacted: int = 0  # queue events a newer one of the same object superseded
 
-    def add(self, task: TaskResult) -> None:
+    def add(self, task: TaskResult, *, storage: bool = False) -> None:
+        """Count a batch's rows; its storage objects only with ``storage`` (a dry
+        run): a real pass counts each once its deletion succeeded."""
         self.manifests_deleted += task.manifests
         self.blobs_deleted += task.blobs
         self.links_deleted += task.links
         # A manifest counts as freed wherever its bytes lived (storage or its row).
-        self.objects_freed += len(task.keys) + len(task.row_payloads)
-        self.bytes_freed += sum(size for _, size in task.keys) + sum(task.row_payloads)
+        self.objects_freed += len(task.row_payloads)
+        self.bytes_freed += sum(task.row_payloads)
+        if storage:
+            for _, size in task.keys:
+                self.freed(size)
+
+    def freed(self, size: int) -> None:
+        self.objects_freed += 1
+        self.bytes_freed += size
 
 
 class GarbageCollector:
@@ -162,10 +171,9 @@ class GarbageCollector:
                 report.add(task)
                 done += task.reviewed
                 total = max(total, done)
-                keys = [key for key, _ in task.keys]
-                if keys and self.task_pause:
+                if task.keys and self.task_pause:
                     time.sleep(self.task_pause)
-                self._delete_bytes(keys)
+                self._delete_bytes(task.keys, report)
                 if task.busy and not (task.manifests or task.blobs or task.links):
                     # Only objects a push holds are left: give it time to commit.
                     time.sleep(0.02)
@@ -186,17 +194,22 @@ class GarbageCollector:
                     task := review(session, self.review_delay, self.batch_size, locking=False)
                 ).reviewed:
                     done += task.reviewed
-                    report.add(task)
+                    report.add(task, storage=True)
                     if progress is not None:
                         progress(phase, done, max(total, done))
             raise _DryRunRollback
         report.uploads_deleted = len(self._stale_uploads())
 
     # -- bytes -----------------------------------------------------------------
-    def _delete_bytes(self, keys: list[str]) -> None:
+    def _delete_bytes(self, keys: list[tuple[str, int]], report: GcReport) -> None:
         """Delete bytes now; their queue rows are cleared in batches (one commit per
-        object would halve throughput; a crash only means deleting again)."""
-        for key in keys:
+        object would halve throughput; a crash only means deleting again).
+
+        Only a deletion that succeeded counts as freed: a failed one is retried
+        by a later pass (which counts it then), and an object already gone was
+        freed by another pass (a concurrent flush, or one killed before its
+        queue rows were cleared)."""
+        for key, size in keys:
             try:
                 self.driver.delete(key)
             except ObjectNotFound:
@@ -204,6 +217,8 @@ class GarbageCollector:
             except StorageError as exc:
                 log.warning("gc: cannot delete %s yet: %s", key, exc)
                 continue
+            else:
+                report.freed(size)
             self._deleted.append(key)
         if len(self._deleted) >= 200:
             self._clear_deleted()
@@ -224,10 +239,7 @@ class GarbageCollector:
         """Bytes whose rows an earlier (perhaps killed) pass deleted."""
         with self.db.read() as session:
             rows = session.execute(text("SELECT storage_key, size FROM gc_storage_deletions")).all()
-        for _key, size in rows:
-            report.objects_freed += 1
-            report.bytes_freed += int(size)
-        self._delete_bytes([key for key, _ in rows])
+        self._delete_bytes([(str(key), int(size)) for key, size in rows], report)
         self._clear_deleted()
 
     # -- uploads ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from registry.services.blobs import BlobService
 from registry.services.gc import GarbageCollector
 from registry.services.manifests import ManifestService
 from registry.services.uploads import UploadService
+from storage.driver import Driver
 from storage.filesystem import FilesystemDriver
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,16 +39,16 @@ def database_url(backend: str, tmp_path: Path) -> str:
 @dataclass
 class Env:
     db: Database
-    driver: FilesystemDriver
+    driver: Driver
     uploads: UploadService
     blobs: BlobService
     manifests: ManifestService
 
     @classmethod
-    def create(cls, url: str, storage: Path) -> Env:
+    def create(cls, url: str, storage: Path | Driver) -> Env:
         db = Database(url)
         migrate.upgrade(db)
-        driver = FilesystemDriver(storage)
+        driver = FilesystemDriver(storage) if isinstance(storage, Path) else storage
         return cls(
             db,
             driver,
