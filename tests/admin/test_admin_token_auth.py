@@ -3,6 +3,7 @@ ordinary users are refused."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -136,3 +137,51 @@ def test_cli_with_username_and_password(token_server: RegistryServer) -> None:
         capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert denied.returncode == 1 and "401" in denied.stderr
+
+
+def test_admin_responses_are_not_stored_by_caches(token_server: RegistryServer) -> None:
+    """A robot's secret is shown once, in the create answer: no cache (a proxy, the
+    client's HTTP cache) may keep it, nor any other admin answer (accounts, audit)."""
+    base = f"{token_server.url}/admin/v1"
+    with httpx.Client(timeout=60, auth=(ADMIN, ADMIN_PW)) as client:
+        created = client.post(
+            f"{base}/accounts/robots", json={"owner": ADMIN, "name": "nostore", "admin": True}
+        )
+        assert created.status_code == 201 and created.json()["secret"]
+        assert created.headers.get("cache-control") == "no-store"
+        for path in ("/accounts/users", "/accounts/robots", "/audit", "/usage"):
+            answer = client.get(base + path)
+            assert answer.status_code == 200, path
+            assert answer.headers.get("cache-control") == "no-store", path
+
+
+def test_admin_password_check_does_not_hold_the_writer_lock(token_server: RegistryServer) -> None:
+    """argon2 is slow on purpose: verifying an admin API Basic login under SQLite's writer
+    lock let anyone stall every push with wrong passwords. The check must not wait for it."""
+    lock_path = token_server.data_dir / "lading.db.writelock"
+    if (token_server.data_dir / "test-database-url").exists() or not lock_path.exists():
+        pytest.skip("the writer lock is SQLite's")
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a long write elsewhere
+        with httpx.Client(timeout=10) as client:
+            url = f"{token_server.url}/admin/v1/usage"
+            assert client.get(url, auth=("nobody-here", "wrong-password")).status_code == 401
+    finally:
+        os.close(fd)
+
+
+def test_admin_basic_logins_are_throttled(token_server: RegistryServer) -> None:
+    """Wrong admin API passwords count as failed logins, as on /token: 429 + Retry-After."""
+    url = f"{token_server.url}/admin/v1/usage"
+    with httpx.Client(timeout=60) as client:
+        # An unknown name counts like a real one (no enumeration); ADMIN stays usable.
+        name = "guessed-admin"
+        statuses = [client.get(url, auth=(name, f"guess-{n}")).status_code for n in range(5)]
+        assert statuses == [401] * 5
+        locked = client.get(url, auth=(name, "guess-5"))
+        assert locked.status_code == 429 and errors_of(locked)[0]["code"] == "TOOMANYREQUESTS"
+        assert int(locked.headers["retry-after"]) > 0
+        # The admin token is no password: the lock-out never shuts it out.
+        static = client.get(url, headers={"Authorization": f"Bearer {STATIC}"})
+        assert static.status_code == 200

@@ -13,15 +13,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from anyio import to_thread
+from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 
 from auth.authn import authenticate
 from auth.factory import AuthComponents
 from auth.models import utcnow
+from auth.policy import Principal
 from auth.robots import (
     find_by_secret,
     get_robot,
@@ -129,8 +132,32 @@ class AccountAdminAccess:
         return await to_thread.run_sync(self._check, username, password, _client(request))
 
     def _check(self, username: str, password: str, client_ip: str) -> AdminPrincipal:
+        # Not under the writer lock (as /token): argon2 there would let wrong passwords
+        # stall every push. A deferred SQLite transaction may lose a race; retry.
+        for attempt in range(5):
+            try:
+                principal, robot_admin = self._verify(username, password, client_ip)
+                break
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        # Raised after the commit: failed-login counters must be stored.
+        if principal is None:
+            raise unauthorized("invalid username or password", _BASIC_CHALLENGE)
+        if principal.robot_id is not None:
+            if not robot_admin:
+                raise forbidden("this robot has no admin scope")
+            return AdminPrincipal(principal.subject, "robot")
+        if not principal.is_admin:
+            raise forbidden("admin rights required")
+        return AdminPrincipal(principal.username, "account")
+
+    def _verify(
+        self, username: str, password: str, client_ip: str
+    ) -> tuple[Principal | None, bool]:
         throttle = self.auth.throttle
-        with self.db.write() as session:
+        with self.db.read_session_factory() as session:
             wait = throttle.retry_after(session, username, client_ip)
             if wait is not None:
                 raise RegistryError(TOOMANYREQUESTS, headers={"Retry-After": str(wait)})
@@ -143,16 +170,8 @@ class AccountAdminAccess:
                 get_robot(session, principal.robot_id) if principal and principal.robot_id else None
             )
             robot_admin = robot is not None and robot_is_admin(robot)
-        # Raised after the commit: failed-login counters must be stored.
-        if principal is None:
-            raise unauthorized("invalid username or password", _BASIC_CHALLENGE)
-        if principal.robot_id is not None:
-            if not robot_admin:
-                raise forbidden("this robot has no admin scope")
-            return AdminPrincipal(principal.subject, "robot")
-        if not principal.is_admin:
-            raise forbidden("admin rights required")
-        return AdminPrincipal(principal.username, "account")
+            session.commit()
+        return principal, robot_admin
 
     def _robot_bearer(self, secret: str) -> AdminPrincipal:
         """A robot's secret as a bearer token: 256 random bits, so no throttling."""

@@ -156,7 +156,10 @@ class AdminRouter:
             query = _parse_query(endpoint, request)
             body = await _parse_body(endpoint, request)
             call = Call(request, principal, match.groupdict(), query, body)
-            return await endpoint.handler(call)
+            response = await endpoint.handler(call)
+            # Admin answers hold secrets (a new robot's) and private data: no cache keeps them.
+            response.headers.setdefault("Cache-Control", "no-store")
+            return response
         if allowed:
             raise RegistryError(METHOD_UNKNOWN, headers={"Allow": ", ".join(sorted(allowed))})
         raise RegistryError(NOT_FOUND, f"no such admin endpoint: {path[:200]}")
