@@ -81,6 +81,10 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
         "stream": "ext://sys.stderr",
     }
     upper = level.upper()
+    # boto's debug lines print each S3 request's Authorization header and signature, a
+    # presigned redirect's too (a download link for whoever reads the logs): never below
+    # warning, whatever Lading's own level.
+    quiet = {"level": upper if upper in ("WARNING", "ERROR") else "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -95,6 +99,7 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
             "uvicorn.error": {"level": upper},
             "uvicorn.access": {"handlers": ["default"], "level": upper, "propagate": False},
             "alembic": {"level": "WARNING"},
+            **{name: dict(quiet) for name in ("botocore", "boto3", "s3transfer", "urllib3")},
         },
         "root": {"handlers": ["default"], "level": upper},
     }

@@ -28,6 +28,7 @@ class Settings(BaseModel):
     # near 100 MiB; each extra worker adds read throughput and ~100 MiB. 0 = per CPU.
     workers: int = Field(1, ge=0, le=64)
     data_dir: Path = Path("data")
+    # boto's loggers stay at warning or above: their debug lines hold S3 request signatures.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "json": one JSON object per line with the request id (the container image's default).
     log_format: Literal["text", "json"] = "text"

@@ -372,3 +372,25 @@ def test_patch_to_an_upload_lost_from_the_bucket_answers_404(
         assert response.status_code == 404, response.text[:500]
         assert response.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
         assert s3.upload_leftovers() == []
+
+
+def test_debug_logs_hold_no_s3_credentials(
+    s3: S3Target, s3_lading: Callable[..., RegistryServer]
+) -> None:
+    """At log level debug, botocore logged each request's Authorization header and
+    signature, the presigned URL's signature among them: anyone reading the logs could
+    fetch the blob. Its loggers stay at warning."""
+    data = random.Random(7).randbytes(4096)
+    digest = sha256(data)
+    server = s3_lading(
+        LADING_S3_REDIRECT="true", LADING_LOG_LEVEL="debug", LADING_LOG_FORMAT="json"
+    )
+    with server.client() as client:
+        push_chunks(client, "s3e2e/quiet", [data], digest)
+        response = client.get(f"/v2/s3e2e/quiet/blobs/{digest}")
+        assert response.status_code == 307, response.text
+    signature = httpx.URL(response.headers["Location"]).params["X-Amz-Signature"]
+    log = server.log_path.read_text(errors="replace")
+    assert signature not in log
+    assert "Authorization" not in log and "botocore" not in log
+    assert s3.server.secret_key not in log
