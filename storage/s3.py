@@ -9,6 +9,7 @@ Client, configuration and error translation live in ``storage.s3_base``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ __all__ = ["S3Config", "S3Driver", "UploadNotReadable"]
 # peak RSS 210 against 197-201 MiB; docs/s3.md).
 READ_CHUNK = 4 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+# An object completed from parts, as AWS-like servers name it: <md5 of MD5s>-<parts>.
+_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-(\d+)")
 
 
 class UploadNotReadable(StorageError):
@@ -247,12 +250,32 @@ class S3Driver(S3Base):
         self._cleanup_after_commit(token.upload_id, keep_mpu=token.mpu)
         return f"{BLOBS}/{token.upload_id}"
 
-    def _holds(self, key: str, size: int) -> bool:
-        """Whether ``key`` is there with ``size`` bytes (False if S3 cannot tell)."""
+    def _holds(self, key: str, size: int, token: UploadToken | None = None) -> bool:
+        """Whether ``key`` is there with ``size`` bytes (False if S3 cannot tell) and,
+        for a completed multipart ``token``, its ETag.
+
+        Servers that give multipart objects an ETag of their parts' MD5s (AWS,
+        MinIO, moto) must give the one ``token``'s parts make; others (rclone:
+        the MD5 of the whole object, which no state records) are judged by size.
+        """
+        full = self._key(key)
         try:
-            return self.stat(key).size == size
+            with self._errors(key):
+                head = self._client.head_object(Bucket=self.config.bucket, Key=full)
         except StorageError:
             return False
+        if head["ContentLength"] != size:
+            return False
+        if token is None:
+            return True
+        found = _MULTIPART_ETAG.fullmatch(str(head.get("ETag", "")).strip('"').lower())
+        if found is None:
+            return True
+        expected = token.multipart_etag()
+        if expected is None:
+            # A part's ETag is unknown or not an MD5: the part count still tells.
+            return int(found.group(1)) == len(token.parts) + (1 if token.tail_size else 0)
+        return found.group(0) == expected
 
     def _cleanup_after_commit(self, upload_id: str, keep_mpu: str | None = None) -> None:
         # The object is committed: leftovers of a failed cleanup are orphans, which
@@ -264,16 +287,15 @@ class S3Driver(S3Base):
         assert token.mpu is not None and token.tail is not None
         blob = self._blob_key(token.upload_id)
         parts = [{"PartNumber": p.number, "ETag": p.etag} for p in token.parts]
+        expected = token
         try:
             if token.tail_size:
                 tail = self.read_internal(token.tail, token.tail_size)
                 number = len(parts) + 1
-                parts.append(
-                    {
-                        "PartNumber": number,
-                        "ETag": self.upload_part(token.upload_id, token.mpu, number, tail),
-                    }
-                )
+                etag = self.upload_part(token.upload_id, token.mpu, number, tail)
+                parts.append({"PartNumber": number, "ETag": etag})
+                # What S3 calls the tail part; the ETag check below uses it.
+                expected = dataclasses.replace(token, tail_md5=etag.strip('"'))
             with self._errors(f"complete upload {token.upload_id}"):
                 try:
                     self._complete_client.complete_multipart_upload(
@@ -292,7 +314,7 @@ class S3Driver(S3Base):
             # A completion whose answer was lost (timeout, dropped connection) may
             # have succeeded; its retry, or a retried commit, then finds the upload
             # gone. The object under this upload's own key tells.
-            if self._holds(f"{BLOBS}/{token.upload_id}", token.size):
+            if self._holds(f"{BLOBS}/{token.upload_id}", token.size, expected):
                 return
             raise
 

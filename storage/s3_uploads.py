@@ -11,13 +11,15 @@ new state is on record (the database's row, updated after close), that older
 state is the upload, and a failed record must leave it resumable. The new state
 names the tail it superseded (``old``); the next writer, which resumes from the
 new state and so knows it was recorded, deletes it. Commit and abort delete
-every tail under the upload's prefix. Tokens without ``old`` (older versions)
-still decode.
+every tail under the upload's prefix. Tokens without ``old`` or ``tail_md5``
+(older versions) still decode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -36,7 +38,9 @@ class UploadToken:
     """Decoded ``UploadState.token``; ``tail`` is the tail object's full S3 key.
 
     ``old``: the tail of the state this one superseded, still kept in case this
-    state never got recorded.
+    state never got recorded. ``tail_md5``: hex MD5 of the tail's bytes, the
+    ETag S3 gives them as the last part, so a commit retried after the tail is
+    gone can still tell the object it completed (``multipart_etag``).
     """
 
     upload_id: str
@@ -45,10 +49,24 @@ class UploadToken:
     tail: str | None
     tail_size: int
     old: str | None = None
+    tail_md5: str | None = None
 
     @property
     def size(self) -> int:
         return sum(p.size for p in self.parts) + self.tail_size
+
+    def multipart_etag(self, tail_etag: str | None = None) -> str | None:
+        """The ETag S3 gives the completed object: MD5 of the parts' binary MD5s,
+        ``-`` and the part count; None if a part's ETag is not an MD5 (or the
+        tail's is unknown). ``tail_etag`` defaults to ``tail_md5``."""
+        etags = [p.etag for p in self.parts]
+        if self.tail_size:
+            etags.append(tail_etag or self.tail_md5 or "")
+        digests = [e.strip('"').lower() for e in etags]
+        if not digests or not all(_MD5.fullmatch(d) for d in digests):
+            return None
+        joined = hashlib.md5(b"".join(bytes.fromhex(d) for d in digests), usedforsecurity=False)
+        return f"{joined.hexdigest()}-{len(digests)}"
 
     def encode(self) -> str:
         raw: dict[str, Any] = {
@@ -61,6 +79,8 @@ class UploadToken:
         }
         if self.old is not None:
             raw["old"] = self.old
+        if self.tail_md5 is not None:
+            raw["tail_md5"] = self.tail_md5
         return json.dumps(raw, separators=(",", ":"))
 
     def state(self) -> UploadState:
@@ -76,13 +96,14 @@ class UploadToken:
             tail = raw["tail"]
             tail_size = int(raw["tail_size"])
             old = raw.get("old")
+            tail_md5 = raw.get("tail_md5")
         except (ValueError, KeyError, TypeError, AttributeError, StorageError) as exc:
             raise UploadStateInvalid("malformed S3 upload state") from exc
-        if not all(v is None or isinstance(v, str) for v in (mpu, tail, old)):
+        if not all(v is None or isinstance(v, str) for v in (mpu, tail, old, tail_md5)):
             raise UploadStateInvalid("malformed S3 upload state")
         if [p.number for p in parts] != list(range(1, len(parts) + 1)) or (parts and mpu is None):
             raise UploadStateInvalid("malformed S3 upload state: bad part list")
-        token = cls(upload_id, mpu, parts, tail, tail_size, old)
+        token = cls(upload_id, mpu, parts, tail, tail_size, old, tail_md5)
         if token.size != state.size or tail_size < 0:
             raise UploadStateInvalid("S3 upload state size disagrees with its parts")
         return token
@@ -215,7 +236,8 @@ class S3UploadWriter:
         except BaseException:
             self._pipeline.cancel()
             raise
-        token = UploadToken(base.upload_id, self._mpu, parts, tail, len(tail_bytes), old)
+        md5 = hashlib.md5(tail_bytes, usedforsecurity=False).hexdigest() if tail_bytes else None
+        token = UploadToken(base.upload_id, self._mpu, parts, tail, len(tail_bytes), old, md5)
         # The base state was resumed, so it is on record: the tail it superseded is
         # no longer needed (kept if deleting fails; commit tidies up). The base's
         # own tail stays until a state naming this one is. A final close skips
@@ -233,6 +255,9 @@ class S3UploadWriter:
         if self._tail_check is not None:
             wait([self._tail_check])  # its outcome no longer matters
             self._tail_check = None
+
+
+_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def new_tail_name(upload_prefix: str) -> str:
