@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db.disk_full import full_disk_refused
@@ -76,12 +76,20 @@ class QuickReadUnavailable(Exception):
     """The quick path cannot answer now; run the normal (threaded) read."""
 
 
+def _unusable(exc: Exception) -> ArgumentError:
+    # The URL itself is not shown: it may hold a password.
+    return ArgumentError(f"database_url is not usable: {exc}")
+
+
 class Database:
     """Owns the engine; hands out read and write sessions."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except ValueError as exc:  # a port that is not a number, say
+            raise _unusable(exc) from exc
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
@@ -96,7 +104,10 @@ class Database:
             # PostgreSQL's default max_connections (100).
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 8
-        self.engine = create_engine(url, **kwargs)
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except ImportError as exc:  # a driver that is not installed
+            raise _unusable(exc) from exc
         if self.dialect == "postgresql":
             _postgres_setup(self.engine)
         self._write_engine: Engine = self.engine

@@ -136,9 +136,16 @@ def test_local_commands_refuse_a_missing_data_dir(tmp_path: Path) -> None:
 
 def test_local_commands_report_an_unreachable_database(tmp_path: Path) -> None:
     dead = f"postgresql+psycopg://lading:x@127.0.0.1:{free_port()}/lading"
-    for url in (dead, "nosuchdb://x"):
+    unusable = ("mysql://u:secret@h/db", "postgresql+psycopg://u:secret@h:notaport/db")
+    for url in (dead, "nosuchdb://x", *unusable):
         result = run("usage", "--data-dir", str(tmp_path), env={"LADING_DATABASE_URL": url})
         refused(result, 2, "database")
+        assert "secret" not in result.stderr
+    for url in unusable:  # serve says the same, before it listens
+        port = str(free_port())
+        served = run("serve", "--port", port, "--data-dir", str(tmp_path),
+                     env={"LADING_DATABASE_URL": url})  # fmt: skip
+        refused(served, 2, "database_url is not usable")
 
 
 def test_serve_reports_an_unusable_data_dir(tmp_path: Path) -> None:
