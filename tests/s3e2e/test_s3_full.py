@@ -2,7 +2,7 @@
 
 ``lading serve`` talks to a real rclone through ``s3_full_proxy``, which answers writes as
 MinIO does once full (HTTP 507 ``XMinioStorageFull``); rclone's own full disk is only a
-500 (tests/storage/test_s3_full.py).
+500 (tests/storage/test_s3_driver_full.py).
 """
 
 from __future__ import annotations
