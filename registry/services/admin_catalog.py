@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fnmatch
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select
@@ -15,11 +13,12 @@ from registry.db.engine import Database
 from registry.db.models import Blob, Manifest, ManifestBlob, ManifestReference, Repository, Tag
 from registry.domain.errors import NAME_UNKNOWN, RegistryError
 from registry.domain.manifests import INDEX_TYPES
+from registry.services import storage_deletions
 from registry.services.admin_content import ContentReader
 from registry.services.admin_usage import RepositoryUsage, UsageService
 from registry.services.audit import AuditService
 from registry.services.manifests import ManifestRecord
-from storage.driver import Driver, StorageError
+from storage.driver import Driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +138,15 @@ class CatalogService:
         """Remove the repository with its tags, manifests and blob links; GC frees blobs."""
         # PostgreSQL may pick this transaction as a deadlock victim: run it again.
         result, keys = self.db.write_retrying(lambda s: self._delete_repository(s, name, actor))
-        self._delete_keys(keys)
+        # Each pre-0009 manifest row owns its own copy of the bytes (see
+        # ManifestService.delete), queued for deletion with the row.
+        storage_deletions.delete_now(self.db, self.driver, keys)
         return result
 
     @staticmethod
     def _delete_repository(
         session: Session, name: str, actor: str
-    ) -> tuple[dict[str, int], list[str | None]]:
+    ) -> tuple[dict[str, int], list[str]]:
         # Lock the repository row first, as pushes do (FOR KEY SHARE): a push in
         # progress finishes before we delete, a new one waits for us.
         repo_id = session.scalar(
@@ -153,28 +154,22 @@ class CatalogService:
         )
         if repo_id is None:
             raise RegistryError(NAME_UNKNOWN, detail={"name": name})
-        keys = list(
-            session.scalars(select(Manifest.storage_key).where(Manifest.repository_id == repo_id))
-        )
         tag_count = session.scalar(
             select(func.count()).select_from(Tag).where(Tag.repository_id == repo_id)
         )
         # Explicit deletes (not only FK cascades) so GC review triggers see each row.
         session.execute(delete(Tag).where(Tag.repository_id == repo_id))
-        session.execute(delete(Manifest).where(Manifest.repository_id == repo_id))
+        manifests = session.execute(
+            delete(Manifest)
+            .where(Manifest.repository_id == repo_id)
+            .returning(Manifest.storage_key, Manifest.size)
+        ).all()
         session.execute(delete(Repository).where(Repository.id == repo_id))
-        result = {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(keys)}
+        stored = [(str(key), int(size)) for key, size in manifests if key is not None]
+        storage_deletions.queue(session, stored)
+        result = {"tags_deleted": int(tag_count or 0), "manifests_deleted": len(manifests)}
         AuditService.add(session, actor, "repository.delete", name, dict(result))
-        return result, keys
-
-    def _delete_keys(self, keys: Iterable[str | None]) -> None:
-        # Each pre-0009 manifest row owns its own copy of the bytes (see
-        # ManifestService.delete); newer rows have none (None).
-        for key in keys:
-            if key is None:
-                continue
-            with contextlib.suppress(StorageError):
-                self.driver.delete(key)
+        return result, [key for key, _ in stored]
 
     # -- contents --------------------------------------------------------------
     def contents(self, name: str, *, platforms: bool = True) -> RepositoryContents:

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from registry.db.engine import Database
+from registry.services import storage_deletions
 from registry.services.gc_tasks import db_now
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
@@ -164,7 +165,7 @@ class FsckService:
                 return None
             rows = session.execute(
                 text(
-                    "SELECT m.id, r.name, m.digest, m.storage_key FROM manifest_blobs mb"
+                    "SELECT m.id, r.name, m.digest, m.storage_key, m.size FROM manifest_blobs mb"
                     " JOIN manifests m ON m.id = mb.manifest_id"
                     " JOIN repositories r ON r.id = m.repository_id WHERE mb.blob_digest = :d"
                 ),
@@ -173,16 +174,16 @@ class FsckService:
             for manifest_id, *_ in rows:
                 session.execute(text("DELETE FROM manifests WHERE id = :i"), {"i": manifest_id})
             session.execute(text("DELETE FROM blobs WHERE digest = :d"), {"d": digest})
+            # Pre-0009 manifests' own bytes (others went with their row).
+            storage_deletions.queue(session, [(r[3], int(r[4])) for r in rows if r[3]])
             return [(str(r[1]), str(r[2]), r[3]) for r in rows]
 
         removed = self.db.write_retrying(remove)
         if removed is None:
             return []
         report.removed_blobs.append(digest)
-        for _repository, _digest, key in removed:
-            if key is not None:  # else the bytes went with the row
-                with contextlib.suppress(StorageError):
-                    self.driver.delete(key)
+        keys = [key for _repository, _digest, key in removed if key is not None]
+        storage_deletions.delete_now(self.db, self.driver, keys)
         return [(repository, manifest) for repository, manifest, _ in removed]
 
     def _remove_manifest(self, repository: str, digest: str) -> bool:

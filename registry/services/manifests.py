@@ -7,7 +7,6 @@ push durable. Rows from before keep a ``storage_key`` and are read from storage.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -38,6 +37,7 @@ from registry.domain.errors import (
 )
 from registry.domain.manifests import OCI_INDEX, ParsedManifest, parse_manifest
 from registry.domain.names import check_tag
+from registry.services import storage_deletions
 from registry.services.repositories import ensure_repository_raw, find_repository_id
 from storage.driver import Driver, ObjectNotFound, StorageError
 
@@ -401,33 +401,36 @@ class ManifestService:
         else:
             digest, tag = None, check_tag(reference)
         # PostgreSQL may pick this transaction as a deadlock victim: run it again.
-        removed, doomed_key = self.db.write_retrying(
+        removed, doomed_keys = self.db.write_retrying(
             lambda session: self._delete_rows(session, repository, digest, tag)
         )
         if not removed:
             raise RegistryError(
                 MANIFEST_UNKNOWN, detail={"name": repository, "reference": reference}
             )
-        if doomed_key is not None:
-            # A pre-0009 row owns its own copy of the bytes (unique key).
-            with contextlib.suppress(StorageError):
-                self.driver.delete(doomed_key)
+        # A pre-0009 row owns its own copy of the bytes (unique key), queued with it.
+        storage_deletions.delete_now(self.db, self.driver, doomed_keys)
 
     @staticmethod
     def _delete_rows(
         session: Session, repository: str, digest: str | None, tag: str | None
-    ) -> tuple[int, str | None]:
-        """Rows removed, and the storage key (if any) of a manifest deleted by digest."""
+    ) -> tuple[int, list[str]]:
+        """Rows removed, and the storage keys (queued for deletion) of a manifest
+        deleted by digest."""
         repo_id = find_repository_id(session, repository)
         if repo_id is None:
-            return 0, None
+            return 0, []
         if digest is None:
             gone = delete(Tag).where(Tag.repository_id == repo_id, Tag.name == tag)
-            return rows_affected(session.execute(gone)), None
+            return rows_affected(session.execute(gone)), []
         where = (Manifest.repository_id == repo_id, Manifest.digest == digest)
-        key = session.scalar(select(Manifest.storage_key).where(*where))
-        removed = rows_affected(session.execute(delete(Manifest).where(*where)))
-        return removed, key if removed else None
+        # RETURNING: the key of the row actually deleted (an export may have set it).
+        rows = session.execute(
+            delete(Manifest).where(*where).returning(Manifest.storage_key, Manifest.size)
+        ).all()
+        stored = [(str(key), int(size)) for key, size in rows if key is not None]
+        storage_deletions.queue(session, stored)
+        return len(rows), [key for key, _ in stored]
 
 
 def index_document(descriptors: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ only the departing manifests reference (garbage collection then deletes those bl
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fnmatch
 import re
@@ -34,9 +33,10 @@ from registry.db.models import (
     utcnow,
 )
 from registry.domain.errors import CONFLICT, NOT_FOUND, RegistryError
+from registry.services import storage_deletions
 from registry.services.admin_catalog import CatalogService, ManifestInfo, RepositoryContents
 from registry.services.audit import AuditService
-from storage.driver import Driver, StorageError
+from storage.driver import Driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,15 +325,14 @@ class RetentionService:
         # PostgreSQL may pick this transaction as a deadlock victim (a push locks a
         # manifest, then its tag; we delete tags, then manifests): run it again.
         keys = self.db.write_retrying(delete_and_audit)
-        for key in keys:
-            with contextlib.suppress(StorageError):
-                self.driver.delete(key)
+        storage_deletions.delete_now(self.db, self.driver, keys)
         return plan
 
     @staticmethod
     def _delete_planned(session: Session, plan: RetentionPlan) -> list[str]:
-        """Delete the planned rows; return storage keys of manifests actually removed."""
-        removed: list[str] = []
+        """Delete the planned rows; queue and return the storage keys of manifests
+        actually removed (pre-0009 rows)."""
+        removed: list[tuple[str, int]] = []
         for repo_plan in plan.repositories:
             repo_id = session.scalar(
                 select(Repository.id).where(Repository.name == repo_plan.repository)
@@ -374,19 +373,22 @@ class RetentionService:
                     )
                     # A tag pushed onto it, an index listing it, or its subject still
                     # here (kept, or planned but not yet deleted) keeps it.
-                    result = session.execute(
-                        delete(Manifest).where(
+                    # RETURNING: the key of the row as deleted (an export may have set it).
+                    deleted = session.execute(
+                        delete(Manifest)
+                        .where(
                             Manifest.id == manifest.id,
                             ~exists().where(Tag.manifest_id == Manifest.id),
                             ~listed,
                             ~described,
                         )
-                    )
-                    if not rows_affected(result):
+                        .returning(Manifest.storage_key, Manifest.size)
+                    ).all()
+                    if not deleted:
                         left.append(manifest)
-                    elif manifest.storage_key is not None:
-                        removed.append(manifest.storage_key)
+                    removed.extend((str(k), int(n)) for k, n in deleted if k is not None)
                 if len(left) == len(pending):
                     break
                 pending = left
-        return removed
+        storage_deletions.queue(session, removed)
+        return [key for key, _ in removed]
