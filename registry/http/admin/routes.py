@@ -3,7 +3,6 @@ garbage collection, usage and the audit log."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from anyio import to_thread
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from registry.domain.digests import parse_digest
 from registry.domain.errors import MANIFEST_UNKNOWN, REQUEST_INVALID, RegistryError
 from registry.domain.names import check_name, check_tag
+from registry.http.admin import cursors
 from registry.http.admin import schemas as s
 from registry.http.admin.framework import Call, Endpoint, json_response
 from registry.services.admin_catalog import CatalogService, ManifestInfo, RepositorySummary
@@ -31,34 +31,14 @@ MAX_ID = 2**31 - 1
 POLICY_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
-def _encode_offset(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
-
-
-def _decode_offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith("o:") and text[2:].isdigit() and len(text) < 20:
-            return int(text[2:])
-    except ValueError:
-        pass
-    raise RegistryError(REQUEST_INVALID, "invalid cursor")
-
-
-def _decode_id(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    if cursor.isdigit() and len(cursor) < 12 and int(cursor) <= MAX_ID:
-        return int(cursor)
-    raise RegistryError(REQUEST_INVALID, "invalid cursor")
-
-
-def _page(items: list[Any], offset: int, limit: int) -> tuple[list[Any], str | None]:
+def _page(
+    items: list[Any], cursor: str | None, limit: int, endpoint: str, filters: dict[str, Any]
+) -> tuple[list[Any], str | None]:
+    """One page of ``items`` and the cursor of the next (bound to ``filters``)."""
+    offset = cursors.decode(cursor, endpoint, filters) or 0
     chunk = items[offset : offset + limit]
     more = offset + limit < len(items)
-    return chunk, _encode_offset(offset + limit) if more else None
+    return chunk, cursors.encode(endpoint, filters, offset + limit) if more else None
 
 
 def _policy_id(call: Call) -> int:
@@ -153,7 +133,8 @@ class AdminApi:
     # -- repositories ------------------------------------------------------------------
     async def list_repositories(self, call: Call) -> Response:
         q: s.RepositoryQuery = call.query
-        offset = _decode_offset(q.cursor)
+        filters = {"filter": q.filter, "sort": q.sort, "order": q.order}
+        cursors.decode(q.cursor, "repositories", filters)  # a bad cursor does no work
         found = await to_thread.run_sync(self.catalog.repositories, q.filter)
         keys = {
             "name": lambda r: r.name,
@@ -161,7 +142,7 @@ class AdminApi:
             "last_push": lambda r: (r.last_push_at is not None, r.last_push_at, r.name),
         }
         found.sort(key=keys[q.sort], reverse=q.order == "desc")
-        items, cursor = _page(found, offset, q.limit)
+        items, cursor = _page(found, q.cursor, q.limit, "repositories", filters)
         return json_response(
             s.RepositoryPage(items=[_repository(r) for r in items], next_cursor=cursor)
         )
@@ -181,9 +162,10 @@ class AdminApi:
     async def list_tags(self, call: Call) -> Response:
         name = check_name(call.params["name"])
         q: s.PageQuery = call.query
-        offset = _decode_offset(q.cursor)
+        filters = {"repository": name}
+        cursors.decode(q.cursor, "tags", filters)
         contents = await to_thread.run_sync(self.catalog.contents, name)
-        tags, cursor = _page(contents.tags, offset, q.limit)
+        tags, cursor = _page(contents.tags, q.cursor, q.limit, "tags", filters)
         items = [
             s.TagOut(
                 name=t.name,
@@ -201,13 +183,14 @@ class AdminApi:
     async def list_manifests(self, call: Call) -> Response:
         name = check_name(call.params["name"])
         q: s.ManifestQuery = call.query
-        offset = _decode_offset(q.cursor)
+        filters = {"repository": name, "untagged": q.untagged}
+        cursors.decode(q.cursor, "manifests", filters)
         contents = await to_thread.run_sync(self.catalog.contents, name)
         found = sorted(contents.manifests.values(), key=lambda m: (m.pushed_at, m.digest))
         found.reverse()
         if q.untagged is not None:
             found = [m for m in found if (not m.tags) == q.untagged]
-        chunk, cursor = _page(found, offset, q.limit)
+        chunk, cursor = _page(found, q.cursor, q.limit, "manifests", filters)
         items = [_manifest(m) for m in chunk]
         return json_response(s.ManifestPage(repository=name, items=items, next_cursor=cursor))
 
@@ -315,8 +298,9 @@ class AdminApi:
 
     async def gc_runs(self, call: Call) -> Response:
         q: s.PageQuery = call.query
-        runs, after = await to_thread.run_sync(self.gc.runs, q.limit, _decode_id(q.cursor))
-        cursor = str(after) if after is not None else None
+        before = cursors.decode(q.cursor, "gc_runs", {})
+        runs, after = await to_thread.run_sync(self.gc.runs, q.limit, before)
+        cursor = cursors.encode("gc_runs", {}, after) if after is not None else None
         return json_response(s.GcRunPage(items=[_gc_run(r) for r in runs], next_cursor=cursor))
 
     async def gc_trigger(self, call: Call) -> Response:
@@ -353,11 +337,11 @@ class AdminApi:
 
     async def audit_log(self, call: Call) -> Response:
         q: s.AuditQuery = call.query
-        entries, after = await to_thread.run_sync(
-            self.audit.entries, q.limit, _decode_id(q.cursor), q.action
-        )
+        filters = {"action": q.action}
+        before = cursors.decode(q.cursor, "audit", filters)
+        entries, after = await to_thread.run_sync(self.audit.entries, q.limit, before, q.action)
         items = [s.AuditOut.model_validate(e, from_attributes=True) for e in entries]
-        cursor = str(after) if after is not None else None
+        cursor = cursors.encode("audit", filters, after) if after is not None else None
         return json_response(s.AuditPage(items=items, next_cursor=cursor))
 
     # -- the table -------------------------------------------------------------------------

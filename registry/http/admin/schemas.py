@@ -31,7 +31,9 @@ class Strict(BaseModel):
 class PageQuery(Strict):
     limit: int = Field(100, ge=1, le=1000, description="Items per page.")
     cursor: str | None = Field(
-        None, max_length=200, description="`next_cursor` of the previous page."
+        None,
+        max_length=200,
+        description="`next_cursor` of the previous page, sent with the same filter parameters.",
     )
 
 
