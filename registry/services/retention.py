@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,8 @@ from registry.db.models import (
     Tag,
     utcnow,
 )
-from registry.domain.errors import CONFLICT, NOT_FOUND, RegistryError
+from registry.domain.errors import CONFLICT, NOT_FOUND, REQUEST_INVALID, RegistryError
+from registry.domain.tag_patterns import TagPattern, TagPatternError
 from registry.services import storage_deletions
 from registry.services.admin_catalog import CatalogService, ManifestInfo, RepositoryContents
 from registry.services.audit import AuditService
@@ -123,7 +123,16 @@ def doomed_tags(contents: RepositoryContents, rules: Rules, now: dt.datetime) ->
     newest = sorted(contents.tags, key=lambda t: (t.updated_at, t.name), reverse=True)
     kept = {t.name for t in newest[: rules.keep_newest or 0]}
     if rules.keep_regex is not None:
-        pattern = re.compile(rules.keep_regex)
+        try:
+            pattern = TagPattern(rules.keep_regex)
+        except TagPatternError as exc:
+            # Stored before keep_regex was matched with RE2: no tag goes by a rule
+            # that cannot be evaluated safely.
+            raise RegistryError(
+                REQUEST_INVALID,
+                f"retention policy {rules.name!r} cannot be evaluated: keep_regex: {exc};"
+                " replace the policy",
+            ) from exc
         kept |= {t.name for t in contents.tags if pattern.fullmatch(t.name)}
     result = set()
     for tag in contents.tags:
