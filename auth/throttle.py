@@ -16,6 +16,8 @@ from auth.settings import ThrottleSettings
 
 # The per-IP counter's username: no account name can be "*".
 _ANY_USER = "*"
+# The login name a wrong admin API token counts under: no account name can hold "#".
+ADMIN_TOKEN_LOGIN = "#admin-token"  # noqa: S105 (a counter name, not a secret)
 
 
 class LoginThrottle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,12 @@ ENV_PREFIX = "LADING_"
 _MiB = 1024 * 1024
 # S3's bounds for a part that is not the last one.
 _S3_PART_SIZE_RANGE = (5 * _MiB, 5 * 1024 * _MiB)
+# The admin token is a password nobody types: 32 characters (128 bits as hex) put
+# guessing out of reach even without the throttle; fewer than 8 different characters
+# ("aaaa...", "abab...") is a placeholder, not a secret.
+_ADMIN_TOKEN_MIN_LENGTH = 32
+_ADMIN_TOKEN_MIN_DISTINCT = 8
+_ADMIN_TOKEN_HINT = "generate one with `openssl rand -hex 32`"  # noqa: S105 (advice)
 
 
 class SettingsError(Exception):
@@ -79,7 +86,9 @@ class Settings(BaseModel):
     # Reviews per GC transaction (1 = shortest locks; more = faster backlog).
     gc_batch_size: int = Field(500, ge=1, le=1000)
     # Bearer token the admin API (/admin/v1/) accepts in every auth mode; with auth_mode
-    # none it is then required (unset: the admin API is open, like the registry).
+    # none it is then required (unset: the admin API is open, like the registry). At least
+    # 32 printable ASCII characters, e.g. `openssl rand -hex 32`; wrong tokens count as
+    # failed logins of the client address (auth_throttle_*).
     admin_token: str | None = None
 
     # Authentication: "none" (open registry), "token" (built-in token service at /token)
@@ -120,6 +129,28 @@ class Settings(BaseModel):
         low, high = _S3_PART_SIZE_RANGE
         if not low <= value <= high:
             raise ValueError(f"must be between 5 MiB and 5 GiB ({low}..{high} bytes), not {value}")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: str | None) -> str | None:
+        # The messages never quote the value: it may be a real secret, only a weak one.
+        if not value:
+            return None  # LADING_ADMIN_TOKEN= (empty) leaves the token unset
+        if not re.fullmatch(r"[\x21-\x7e]+", value):
+            raise ValueError(
+                "the admin token must be printable ASCII without spaces (it travels in an"
+                f" HTTP header); {_ADMIN_TOKEN_HINT}"
+            )
+        if len(value) < _ADMIN_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                "the admin token is too short to be a secret: use at least"
+                f" {_ADMIN_TOKEN_MIN_LENGTH} characters; {_ADMIN_TOKEN_HINT}"
+            )
+        if len(set(value)) < _ADMIN_TOKEN_MIN_DISTINCT:
+            raise ValueError(
+                f"the admin token is too repetitive to be a secret; {_ADMIN_TOKEN_HINT}"
+            )
         return value
 
     def resolved_auth_realm(self) -> str:

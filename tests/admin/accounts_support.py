@@ -13,7 +13,7 @@ from conftest import GC_ENV, ONE_WORKER, READY_TIMEOUT
 from support.server import RegistryServer, start_lading
 
 ADMIN, ADMIN_PW = "boss", "boss-password-1"
-STATIC = "static-admin-token-77"
+STATIC = "static-admin-token-77-0123456789abcdef0123"
 BOSS = (ADMIN, ADMIN_PW)
 
 

@@ -16,7 +16,7 @@ import pytest
 from support.server import RegistryServer, start_lading
 
 GC_ENV = {"LADING_GC_INTERVAL_SECONDS": "0", "LADING_GC_REVIEW_DELAY": "0"}
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 # On a loaded 2-core machine uvicorn's supervisor can restart slow-starting workers for a
 # while; give servers time, and one worker where several processes prove nothing.
 READY_TIMEOUT = 180.0

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from support.server import RegistryServer, lading_command, start_lading
 
-TOKEN = "external-admin-token-77"
+TOKEN = "external-admin-token-77-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 

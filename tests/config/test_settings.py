@@ -153,3 +153,45 @@ def test_settings_the_components_reject_are_one_line_errors(
     assert done.stderr.startswith("lading: "), done.stderr
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("token", "fragment"),
+    [
+        ("change-me", "too short"),
+        ("0123456789abcdef0123456789abcde", "too short"),  # 31 characters
+        ("ab" * 20, "too repetitive"),
+        ("0123456789abcdef 0123456789abcdef", "printable ASCII without spaces"),
+        ("0123456789abcdef0123456789abcdef\n", "printable ASCII without spaces"),
+    ],
+)
+def test_a_weak_admin_token_is_refused(token: str, fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment) as refused:
+        load_settings(environ={"LADING_ADMIN_TOKEN": token})
+    message = str(refused.value)
+    assert message.startswith("invalid settings: admin_token: ")
+    assert "openssl rand -hex 32" in message
+    assert token.strip() not in message  # a secret, even a weak one, is never echoed
+
+
+def test_a_strong_or_empty_admin_token_is_accepted() -> None:
+    strong = "0123456789abcdef0123456789abcdef"  # `openssl rand -hex 16` looks like this
+    assert load_settings(environ={"LADING_ADMIN_TOKEN": strong}).admin_token == strong
+    # An empty variable leaves the token unset, as before.
+    assert load_settings(environ={"LADING_ADMIN_TOKEN": ""}).admin_token is None
+
+
+def test_serve_refuses_a_short_admin_token_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LADING_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "serve", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "LADING_ADMIN_TOKEN": "s3cret"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("lading: invalid settings: admin_token: "), done.stderr
+    assert done.stderr.count("\n") == 1 and "openssl rand -hex 32" in done.stderr
+    assert "s3cret" not in done.stderr
+    assert not (tmp_path / "data" / "lading.db").exists()

@@ -30,7 +30,7 @@ REPOSITORIES = [f"deadlock/r{i}" for i in range(3)]
 # Many images share these, listed in random orders, so deletes and GC touch the
 # same blobs' review rows and links in different orders at the same time.
 SHARED = [f"shared layer {i}\n".encode() * (50 + i) for i in range(12)]
-ADMIN_TOKEN = "deadlock-admin-token-0123456789"
+ADMIN_TOKEN = "deadlock-admin-token-0123456789abcdef"
 
 
 def _worker(

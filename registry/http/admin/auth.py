@@ -6,6 +6,8 @@ admin) with Basic ``owner+name``:secret or ``Authorization: Bearer <secret>``. M
 bad credentials are 401; a valid non-admin user or a robot without the admin scope is 403.
 A configured ``admin_token`` (``LADING_ADMIN_TOKEN``) is accepted as ``Authorization:
 Bearer`` in every mode; with auth off and no admin token the open registry lets everyone in.
+A wrong bearer value is a guess at the admin token: it counts in the login throttle of the
+client address, so guessing ends in 429 with ``Retry-After`` as for passwords.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from anyio import to_thread
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from auth.authn import authenticate
@@ -32,9 +37,13 @@ from auth.robots import (
     robot_is_admin,
     robot_usable,
 )
+from auth.throttle import ADMIN_TOKEN_LOGIN
+from auth.tokens import InvalidToken
 from registry.db.engine import Database
 from registry.domain.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, RegistryError
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lading-admin"'}
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="lading-admin"'}
 
@@ -74,11 +83,97 @@ class OpenAdminAccess:
         return AdminPrincipal(subject=f"anonymous@{_client(request)}", kind="anonymous")
 
 
+def _in_login_session(db: Database, work: Callable[[Session], T]) -> T:
+    """Run ``work`` and commit, also when the caller is refused: failure counters are rows.
+
+    Not under SQLite's writer lock, as /token: a deferred transaction may lose a race to
+    another writer; retry.
+    """
+    for attempt in range(5):
+        try:
+            with db.read_session_factory() as session:
+                result = work(session)
+                session.commit()
+                return result
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _locked_out(wait: int) -> RegistryError:
+    return RegistryError(
+        TOOMANYREQUESTS,
+        "too many failed attempts from this address, try again later",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+class AdminTokenCheck:
+    """The configured admin token, throttled like a password.
+
+    Every bearer value that is not the token (nor another valid credential) is a guess
+    and counts as a failed login of the client address under ``ADMIN_TOKEN_LOGIN``; the
+    lock is checked before the comparison, so a locked address learns nothing more.
+    """
+
+    def __init__(self, token: str, db: Database, auth: AuthComponents) -> None:
+        self._token = token.encode()
+        self.db = db
+        self.throttle = auth.throttle
+        self.verifier = auth.verifier
+
+    async def admits(self, value: str, client_ip: str) -> bool:
+        """True for the admin token; 429 while the address is locked."""
+
+        def admit(session: Session) -> bool:
+            return self._admits(session, value, client_ip)
+
+        return await to_thread.run_sync(_in_login_session, self.db, admit)
+
+    def _admits(self, session: Session, value: str, client_ip: str) -> bool:
+        wait = self.throttle.retry_after(session, ADMIN_TOKEN_LOGIN, client_ip)
+        if wait is not None:
+            raise _locked_out(wait)
+        # Constant-time: the comparison must not reveal how much of a guess was right.
+        if not hmac.compare_digest(value.encode(), self._token):
+            return False
+        self.throttle.reset(session, ADMIN_TOKEN_LOGIN, client_ip)
+        return True
+
+    async def refuse(self, value: str, client_ip: str) -> None:
+        """Count ``value``, which matched nothing, as a failed attempt of ``client_ip``.
+
+        Our own registry tokens are not counted: sending one here is a client's mistake
+        that guesses nothing, and must not lock the address's logins out.
+        """
+        if not value or self._is_registry_token(value):
+            return
+
+        def count(session: Session) -> None:
+            locked = self.throttle.record_failure(session, ADMIN_TOKEN_LOGIN, client_ip)
+            log.info("admin API: wrong admin token from %s", client_ip)
+            if locked is not None:
+                log.warning("admin API: %s locked out for %d s", client_ip, locked)
+
+        await to_thread.run_sync(_in_login_session, self.db, count)
+
+    def _is_registry_token(self, value: str) -> bool:
+        if self.verifier is None or value.count(".") != 2:
+            return False
+        try:
+            self.verifier.verify(value)
+        except InvalidToken:
+            return False
+        return True
+
+
 class StaticTokenAdminAccess:
     """Only ``Authorization: Bearer <admin_token>``; anything else is 401."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
+    def __init__(self, check: AdminTokenCheck) -> None:
+        self._check = check
 
     async def authenticate(self, request: Request) -> AdminPrincipal:
         header = request.headers.get("authorization", "")
@@ -87,23 +182,20 @@ class StaticTokenAdminAccess:
             raise unauthorized("admin credentials required")
         if scheme.lower() != "bearer" or not value.strip():
             raise unauthorized("the admin API takes a bearer admin token")
-        if not _static_match(self._token, value):
-            raise unauthorized("invalid admin token")
-        return AdminPrincipal(subject=f"admin-token@{_client(request)}", kind="token")
-
-
-def _static_match(token: bytes | None, value: str) -> bool:
-    # Constant-time: the comparison must not reveal how much of a guess was right.
-    return token is not None and hmac.compare_digest(value.strip().encode(), token)
+        client = _client(request)
+        if await self._check.admits(value.strip(), client):
+            return AdminPrincipal(subject=f"admin-token@{client}", kind="token")
+        await self._check.refuse(value.strip(), client)
+        raise unauthorized("invalid admin token")
 
 
 class AccountAdminAccess:
     """Token auth on: an admin account by Basic credentials, or the admin token."""
 
-    def __init__(self, db: Database, auth: AuthComponents, admin_token: str | None) -> None:
+    def __init__(self, db: Database, auth: AuthComponents, check: AdminTokenCheck | None) -> None:
         self.db = db
         self.auth = auth
-        self._token = admin_token.encode() if admin_token else None
+        self._token_check = check
 
     async def authenticate(self, request: Request) -> AdminPrincipal:
         header = request.headers.get("authorization", "")
@@ -111,15 +203,7 @@ class AccountAdminAccess:
         if not header:
             raise unauthorized("admin credentials required", _BASIC_CHALLENGE)
         if scheme.lower() == "bearer":
-            if _static_match(self._token, value):
-                return AdminPrincipal(f"admin-token@{_client(request)}", "token")
-            if looks_like_robot_secret(value.strip()):
-                return await to_thread.run_sync(self._robot_bearer, value.strip())
-            raise unauthorized(
-                "registry tokens are not accepted here: sign in as an admin (Basic)"
-                " or send an admin robot's secret",
-                _BASIC_CHALLENGE,
-            )
+            return await self._bearer(value.strip(), _client(request))
         if scheme.lower() != "basic":
             raise unauthorized("unsupported authorization scheme", _BASIC_CHALLENGE)
         try:
@@ -130,6 +214,25 @@ class AccountAdminAccess:
             raise unauthorized("malformed Basic credentials", _BASIC_CHALLENGE)
         # Password hashing is slow on purpose: keep it off the event loop.
         return await to_thread.run_sync(self._check, username, password, _client(request))
+
+    async def _bearer(self, secret: str, client: str) -> AdminPrincipal:
+        check = self._token_check
+        if check is not None and await check.admits(secret, client):
+            return AdminPrincipal(f"admin-token@{client}", "token")
+        if looks_like_robot_secret(secret):
+            try:
+                return await to_thread.run_sync(self._robot_bearer, secret)
+            except RegistryError as exc:
+                if check is not None and exc.code == UNAUTHORIZED:
+                    await check.refuse(secret, client)
+                raise
+        if check is not None:
+            await check.refuse(secret, client)
+        raise unauthorized(
+            "registry tokens are not accepted here: sign in as an admin (Basic)"
+            " or send an admin robot's secret",
+            _BASIC_CHALLENGE,
+        )
 
     def _check(self, username: str, password: str, client_ip: str) -> AdminPrincipal:
         # Not under the writer lock (as /token): argon2 there would let wrong passwords
@@ -196,10 +299,11 @@ class ClosedAdminAccess:
 def admin_authenticator(
     admin_token: str | None, auth_mode: str, db: Database, auth: AuthComponents
 ) -> AdminAuthenticator:
+    check = AdminTokenCheck(admin_token, db, auth) if admin_token else None
     if auth_mode == "token":
-        return AccountAdminAccess(db, auth, admin_token)
-    if admin_token:
-        return StaticTokenAdminAccess(admin_token)
+        return AccountAdminAccess(db, auth, check)
+    if check is not None:
+        return StaticTokenAdminAccess(check)
     if auth_mode == "none":
         return OpenAdminAccess()
     return ClosedAdminAccess()

@@ -18,7 +18,10 @@ _ERROR_STATUSES = {
     404: "No such resource",
     409: "Conflicts with the current state",
     422: "The query or body does not match its schema",
+    429: "Too many failed sign-in attempts from this address; retry after Retry-After seconds",
 }
+# Statuses of the sign-in itself, absent from operations that need no credentials.
+_AUTH_STATUSES = (401, 403, 429)
 
 
 def build_document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
@@ -140,7 +143,7 @@ def _responses(e: Endpoint, refs: dict[Any, Any], error_ref: dict[str, Any]) -> 
     error = {"content": {"application/json": {"schema": error_ref}}}
     statuses = list(_ERROR_STATUSES)
     if not e.authenticated:
-        statuses = [s for s in statuses if s not in (401, 403)]
+        statuses = [s for s in statuses if s not in _AUTH_STATUSES]
     for status in statuses:
         responses[str(status)] = {"description": _ERROR_STATUSES[status], **error}
     return responses
