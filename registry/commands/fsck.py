@@ -57,7 +57,9 @@ def register(sub: Any) -> None:
         "--grace-seconds",
         type=float,
         default=3600.0,
-        help="delete orphans only once seen unreferenced this long (default 3600)",
+        help="delete orphans only once seen unreferenced this long (default 3600; on a"
+        " live registry keep it above the longest request: a blob being committed is"
+        " briefly an orphan)",
     )
     fsck.add_argument("--json", action="store_true", help="print the report as JSON")
     add_local_options(fsck)

@@ -5,6 +5,17 @@ shows up as an orphan, never as missing bytes; orphans are deleted only once
 they have been seen unreferenced for a grace period (``gc_orphans``), which
 also spares uploads in flight. Rows reported missing are re-checked in the
 transaction that removes them.
+
+A blob being committed has its bytes under its own key (``<digest
+key>.<upload id>``, or S3's ``_blobs/<upload id>``) before its row exists:
+  * A commit whose row insert failed puts its session back, and the client's
+    retry finds the bytes under that key, however much later: such an object
+    is never an orphan while its upload's session exists (re-checked just
+    before deleting).
+  * Within one request, from the storage commit to the row insert (after the
+    session row is claimed), the object has neither: only the grace spares
+    it. That gap is one request's database write (seconds at worst), so the
+    default hour is safe; ``--grace-seconds 0`` on a live registry is not.
 """
 
 from __future__ import annotations
@@ -48,6 +59,12 @@ class FsckReport:
         )
 
 
+def _upload_of(key: str) -> str:
+    """The upload id a committed blob's key ends with; manifest keys' random
+    suffixes (12 hex digits) never equal one (32)."""
+    return key.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+
+
 class FsckService:
     def __init__(self, db: Database, driver: Driver) -> None:
         self.db = db
@@ -78,6 +95,7 @@ class FsckService:
         report.missing_blobs = sorted(d for k, d in blob_keys.items() if k not in stored)
         report.missing_manifests = sorted(v for k, v in manifest_keys.items() if k not in stored)
         unreferenced = stored - blob_keys.keys() - manifest_keys.keys()
+        unreferenced = {k for k in unreferenced if _upload_of(k) not in known_uploads}
         report.pending_deletions = sorted(unreferenced & pending)
         report.orphan_objects = sorted(unreferenced - pending)
         report.orphan_uploads = sorted(set(uploads) - known_uploads)
@@ -139,10 +157,12 @@ class FsckService:
         return {k: seen[k] for k in wanted}
 
     def _still_unreferenced(self, key: str) -> bool:
-        params = {"k": key}
+        params = {"k": key, "u": _upload_of(key)}
         return (
             self.db.fetch_one("SELECT 1 FROM blobs WHERE storage_key = :k", params) is None
             and self.db.fetch_one("SELECT 1 FROM manifests WHERE storage_key = :k", params) is None
+            # A session put back after its commit's row insert failed (module doc).
+            and self.db.fetch_one("SELECT 1 FROM upload_sessions WHERE id = :u", params) is None
         )
 
     def _gone(self, key: str) -> bool:

@@ -276,7 +276,14 @@ class GarbageCollector:
         self._purge_orphan_uploads(report)
 
     def _purge_orphan_uploads(self, report: GcReport) -> None:
-        """Uploads storage holds without a row: aborted once seen that way long enough."""
+        """Uploads storage holds without a row: aborted once seen that way long enough.
+
+        A live upload is rowless only within one request: a commit claims its
+        session row before touching storage (and puts it back if it fails), and a
+        one-request upload has none while it streams. ``upload_purge_after``
+        (hours) outlasts such requests; a one-request upload still streaming after
+        it (and a pass interval) would be aborted and fail, unacknowledged.
+        """
         try:
             listed = dict(self.driver.list_uploads())
         except StorageError as exc:
