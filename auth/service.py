@@ -22,7 +22,7 @@ from auth.challenge import basic_challenge
 from auth.models import utcnow
 from auth.passwords import Passwords
 from auth.policy import ANONYMOUS, Policy, Principal
-from auth.refresh import issue_refresh_token, redeem_refresh_token
+from auth.refresh import issue_refresh_token, purge_refresh_tokens, redeem_refresh_token
 from auth.scopes import Access, ScopeError, format_scopes, parse_scopes
 from auth.settings import AuthSettings
 from auth.throttle import LoginThrottle
@@ -31,6 +31,8 @@ from auth.tokens import TokenIssuer
 log = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 64 * 1024
+# Expired and revoked refresh tokens are deleted this often, by the logins that add rows.
+_REFRESH_PURGE_EVERY = timedelta(hours=1)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -140,6 +142,7 @@ class TokenService:
         self._policy = policy
         self._throttle = throttle
         self._clock = clock
+        self._refresh_purge_due: datetime | None = None
 
     # -- entry points -----------------------------------------------------------------
 
@@ -230,10 +233,12 @@ class TokenService:
         return principal
 
     def _new_refresh(self, session: Session, principal: Principal, client_id: str) -> str:
-        ttl = timedelta(seconds=self._settings.refresh_ttl_seconds)
-        return issue_refresh_token(
-            session, principal, self._settings.service, client_id, ttl, self._clock()
-        )
+        ttl, now = timedelta(seconds=self._settings.refresh_ttl_seconds), self._clock()
+        # Every `docker login` adds a row: without this the table only ever grows.
+        if self._refresh_purge_due is None or now >= self._refresh_purge_due:
+            self._refresh_purge_due = now + _REFRESH_PURGE_EVERY
+            purge_refresh_tokens(session, now)
+        return issue_refresh_token(session, principal, self._settings.service, client_id, ttl, now)
 
     def _grant(
         self,

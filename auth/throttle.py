@@ -26,6 +26,9 @@ class LoginThrottle:
         self._max_per_ip = settings.max_failures_per_ip
         self._window = timedelta(seconds=settings.window_seconds)
         self._lockout = timedelta(seconds=settings.lockout_seconds)
+        # Failures are what add rows (a guesser's every name and address), so they also
+        # clear out the rows whose window and lock are over, at most once per window.
+        self._purge_due: datetime | None = None
 
     @staticmethod
     def _key(username: str, client_ip: str) -> tuple[str, str]:
@@ -53,6 +56,10 @@ class LoginThrottle:
         pair = self._count(session, self._key(username, client_ip), self._max, now)
         # Not reset by a success: one valid account must not reopen the IP to guessing.
         per_ip = self._count(session, self._key(_ANY_USER, client_ip), self._max_per_ip, now)
+        # After counting: the rows just counted are in a current window and stay.
+        if self._purge_due is None or now >= self._purge_due:
+            self._purge_due = now + self._window
+            self.purge(session, now)
         waits = [w for w in (pair, per_ip) if w is not None]
         return max(waits) if waits else None
 
@@ -100,7 +107,7 @@ class LoginThrottle:
             session.flush()
 
     def purge(self, session: Session, now: datetime | None = None) -> None:
-        """Drop rows whose window and lock are both over (periodic housekeeping)."""
+        """Drop rows whose window and lock are both over (``record_failure`` calls it)."""
         now = now or utcnow()
         session.execute(
             delete(LoginFailure).where(
