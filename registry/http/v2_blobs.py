@@ -293,7 +293,7 @@ class BlobRoutes:
         elif has_body:
             # The final chunk may carry Content-Range: an out-of-order one is 416, not appended.
             appender = await self._open_appender(
-                request, status.repository, status.id, principal, chunked=True, final=True
+                request, status.repository, status.id, principal, chunked=True
             )
             try:
                 await pump_into(request, appender, length)
@@ -317,11 +317,10 @@ class BlobRoutes:
         principal: Principal,
         *,
         chunked: bool,
-        final: bool = False,
     ) -> Appender:
         start = _chunk_start(request, content_length(request)) if chunked else None
         return await to_thread.run_sync(
-            self.uploads.open_append, name, upload_id, principal.subject, start, final
+            self.uploads.open_append, name, upload_id, principal.subject, start
         )
 
     async def _append(

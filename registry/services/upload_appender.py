@@ -1,12 +1,14 @@
 """Appending one request's bytes to an upload, under a lease on its session row.
 
 Also the helpers an upload service shares with it: the lease statements, the
-"busy" answer and the mapping of driver errors to registry errors.
+leases the database refused to take back, the "busy" answer and the mapping of
+driver errors to registry errors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ class UploadStatus:
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     """What a session row records: a final PUT that ended (deleted) it and then
-    failed puts it back with this, so the client's retry finds it as it was."""
+    failed at its commit puts it back with this, so the client's retry finds it."""
 
     subject: str | None
     hash_algorithm: str
@@ -91,6 +93,49 @@ RELEASE_LEASE = (
 # whenever RENEW_EVERY has passed, so it never writes on an expired lease.
 LEASE_SECONDS = 30.0
 RENEW_EVERY = 5.0
+
+
+class StrandedLeases:
+    """Leases of ended requests that the database refused to give back.
+
+    The release is a write: a database that just refused a request's record (SQLite
+    on a full disk) refuses it too. The request has stopped writing by then, so
+    this process lets the next request on that upload take the lease over instead
+    of answering "busy" until it expires. Another process still waits for the
+    expiry, as after a crashed writer; nothing here outlives the lease.
+    """
+
+    def __init__(self) -> None:
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, upload_id: str, lease: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            # Expired leases need no take-over: drop them so the map stays small.
+            expired = [k for k, (_, since) in self._leases.items() if now - since > LEASE_SECONDS]
+            for key in expired:
+                del self._leases[key]
+            self._leases[upload_id] = (lease, now)
+
+    def get(self, upload_id: str) -> str | None:
+        with self._lock:
+            found = self._leases.get(upload_id)
+        return None if found is None else found[0]
+
+    def discard(self, upload_id: str, lease: str) -> None:
+        with self._lock:
+            if self._leases.get(upload_id, ("", 0.0))[0] == lease:
+                del self._leases[upload_id]
+
+
+def release_lease(db: Database, stranded: StrandedLeases, upload_id: str, lease: str) -> None:
+    """Give the lease back; if the database refuses, remember it for a take-over."""
+    try:
+        with db.raw_transaction() as tx:
+            tx.run(RELEASE_LEASE, {"id": upload_id, "lease": lease})
+    except Exception:
+        stranded.add(upload_id, lease)
 
 
 def busy_error(upload_id: str, repository: str, size: int) -> RegistryError:
@@ -148,7 +193,7 @@ class Appender:
         recorded: bool,
         initial_state: UploadState | None = None,
         lease: str | None = None,
-        claimed: SessionRecord | None = None,
+        stranded: StrandedLeases | None = None,
         session: SessionRecord | None = None,
     ) -> None:
         self._db = db
@@ -163,11 +208,9 @@ class Appender:
         self.recorded = recorded
         self._initial_state = initial_state
         self.lease = lease
-        # Set: the client's retry of a failed request must find its session again.
-        self.claimed = claimed
+        self._stranded = stranded or StrandedLeases()
         # The leased row as recorded, for a final PUT to put back if its commit fails.
         self.session = session
-        self._closed = False
         self._renewed_at = time.monotonic()
 
     def _renew(self) -> None:
@@ -191,45 +234,19 @@ class Appender:
         self.size += len(data)
 
     def abandon(self) -> None:
+        """Stop writing and give the lease back: the row stays as last recorded."""
         with contextlib.suppress(StorageError):
             self._writer.abandon()
         if self.lease is not None:
-            with contextlib.suppress(Exception), self._db.raw_transaction() as tx:
-                tx.run(RELEASE_LEASE, {"id": self.upload_id, "lease": self.lease})
-        if self.claimed is not None:
-            claimed, self.claimed = self.claimed, None
-            self._restore(claimed)
+            release_lease(self._db, self._stranded, self.upload_id, self.lease)
         elif not self.recorded and self._initial_state is not None:
             # Nothing refers to a direct upload: drop its bytes now.
             with contextlib.suppress(StorageError):
                 self._driver.abort_upload(self._initial_state)
 
-    def _restore(self, claimed: SessionRecord) -> None:
-        """Put back, empty, the session this failed final PUT ended, so a retry can succeed.
-
-        Before a successful close the first state is still valid (an abandoned writer
-        keeps it); after one, a commit may have started and removed it, so the
-        upload starts afresh under the same id. Best effort: the request's own error
-        is what the client gets, and bytes no row points at are dropped.
-        """
-        state = claimed.state
-        try:
-            if self._closed:
-                self._driver.abort_upload(state)
-                state = self._driver.start_upload(self.upload_id)
-            fresh = SessionRecord(
-                claimed.subject, claimed.hash_algorithm, claimed.hash_state, state
-            )
-            insert_session(self._db, self.upload_id, self.repository, fresh)
-        except Exception:
-            with contextlib.suppress(StorageError):
-                self._driver.abort_upload(state)
-
     def close_writer(self, final: bool = False) -> UploadState:
         with driver_errors(self.upload_id):
-            state = self._writer.close(final=final)
-        self._closed = True
-        return state
+            return self._writer.close(final=final)
 
     def finish(self) -> UploadStatus:
         """Make the bytes durable, then record the new state; on failure, abandon.

@@ -9,6 +9,7 @@ row at all: nothing is acknowledged until its blob is committed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from registry.services.blobs import BlobInfo
 from registry.services.repositories import ensure_repository_raw
 from registry.services.upload_appender import (
     LEASE_SECONDS,
-    RELEASE_LEASE,
     SessionRecord,
+    StrandedLeases,
     busy_error,
     driver_errors,
     insert_session,
+    release_lease,
 )
 from registry.services.upload_appender import Appender as Appender
 from registry.services.upload_appender import UploadStatus as UploadStatus
@@ -64,14 +66,16 @@ _SELECT_ROW = (
 )
 # Lease times are on the database's clock (see ClockedSql): replicas whose clocks
 # disagree must not take over a live lease, nor keep writing on an expired one.
+# ``stranded``: a lease this process could not give back (see StrandedLeases).
 _TAKE_LEASE = ClockedSql(
     "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = {expires}"
-    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now})"
+    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now}"
+    " OR lease_token = :stranded)"
 )
 # Ending a session claims its row first: no other request may be writing it.
 _CLAIM_ROW = ClockedSql(
-    "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
-    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < {now})"
+    "DELETE FROM upload_sessions WHERE id = :id AND size = :size AND (lease_token IS NULL"
+    " OR lease_token = :lease OR lease_token = :stranded OR lease_expires_at < {now})"
 )
 # Re-linking renews the link's age: online GC spares links younger than its
 # grace period, so a client re-pushing a layer is not raced by the collector.
@@ -128,6 +132,7 @@ class UploadService:
     def __init__(self, db: Database, driver: Driver) -> None:
         self.db = db
         self.driver = driver
+        self._stranded = StrandedLeases()
 
     def _load(self, repository: str, upload_id: str, subject: str | None) -> _Row:
         found = self.db.fetch_one(_SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
@@ -183,20 +188,12 @@ class UploadService:
         return UploadStatus(row.id, repository, row.size)
 
     def open_append(
-        self,
-        repository: str,
-        upload_id: str,
-        subject: str | None,
-        start: int | None,
-        final: bool = False,
+        self, repository: str, upload_id: str, subject: str | None, start: int | None
     ) -> Appender:
-        """Prepare to append; ``start`` (from Content-Range) must equal the current size.
-
-        ``final``: the request ends the upload (PUT with a body). An upload with no
-        acknowledged bytes is then claimed at once, as a single-request upload:
-        one transaction fewer, and nothing acknowledged can be lost. If the request
-        then fails, abandoning the appender puts the empty session back.
-        """
+        """Take the session's lease to append; ``start`` (from Content-Range) must equal
+        the current size. The row stays as recorded until the request records a new
+        state (PATCH) or its commit ends the session (final PUT), so a request that
+        fails before then, its process included, leaves the session as it was."""
         row = self._load(repository, upload_id, subject)
         if start is not None and start != row.size:
             raise RegistryError(
@@ -208,20 +205,14 @@ class UploadService:
                     "Docker-Upload-UUID": row.id,
                 },
             )
-        if final and row.size == 0:
-            self._claim(repository, row.id, 0, None)
-            with driver_errors(upload_id):
-                writer = self.driver.resume_upload(row.state)
-            # Nothing was hashed yet, so an in-memory hasher of any kind will do.
-            fresh = new_hasher(row.hash_algorithm)
-            record = row.record
-            return Appender(self.db, self.driver, row.id, repository, 0, writer, fresh,
-                            recorded=False, initial_state=row.state, claimed=record)  # fmt: skip
         lease = uuid.uuid4().hex
-        params = {"lease": lease, "id": row.id, "size": row.size}
+        stranded = self._stranded.get(row.id)
+        params = {"lease": lease, "id": row.id, "size": row.size, "stranded": stranded}
         taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
         if not taken:
             raise busy_error(row.id, repository, row.size)
+        if stranded is not None:
+            self._stranded.discard(row.id, stranded)
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
@@ -230,8 +221,7 @@ class UploadService:
                 writer = self.driver.resume_upload(row.state)
         except RegistryError:
             # Only a driver error lands here: give the lease back before answering.
-            with self.db.raw_transaction() as tx:
-                tx.run(RELEASE_LEASE, {"id": row.id, "lease": lease})
+            release_lease(self.db, self._stranded, row.id, lease)
             raise
         return Appender(
             self.db,
@@ -243,6 +233,7 @@ class UploadService:
             hasher,
             recorded=True,
             lease=lease,
+            stranded=self._stranded,
             session=row.record,
         )
 
@@ -282,7 +273,7 @@ class UploadService:
         """A final chunk already in memory, appended and committed in one blocking call
         (one thread hand-off instead of three for the many small layers)."""
         return self._write_and_complete(
-            self.open_append(repository, upload_id, subject, start, final=True), data, digest
+            self.open_append(repository, upload_id, subject, start), data, digest
         )
 
     def put_direct(self, repository: str, data: bytes, digest: Digest) -> BlobInfo:
@@ -310,24 +301,17 @@ class UploadService:
         actual: str | None = None  # None: hash the committed object instead
         if appender.hasher is not None and appender.hasher.algorithm == digest.algorithm:
             actual = appender.hasher.hexdigest()
-        try:
-            return self._commit(
-                appender.repository,
-                appender.upload_id,
-                state,
-                actual,
-                digest,
-                recorded=appender.recorded,
-                lease=appender.lease,
-                recorded_size=appender.start,
-                restore=appender.session,
-            )
-        except RegistryError as exc:
-            if exc.code is DIGEST_INVALID:
-                # Ends the upload, as in CNCF distribution (its Commit failure cancels):
-                # the bytes are known wrong, a retry must start a new one.
-                appender.claimed = None
-            raise
+        return self._commit(
+            appender.repository,
+            appender.upload_id,
+            state,
+            actual,
+            digest,
+            recorded=appender.recorded,
+            lease=appender.lease,
+            recorded_size=appender.start,
+            restore=appender.session,
+        )
 
     def _commit(
         self,
@@ -346,8 +330,8 @@ class UploadService:
 
         ``restore``: the claimed row as it was, put back if the request then fails
         (a 503 or 507 of the storage commit, say) for any reason but a wrong digest,
-        so nothing acknowledged is lost. Drivers make a retried commit succeed
-        even where the failed one took effect.
+        so nothing acknowledged is lost. A wrong digest ends the upload, as in CNCF
+        distribution (its failed Commit cancels): the bytes are known wrong.
         """
         if recorded:
             size = state.size if recorded_size is None else recorded_size
@@ -357,10 +341,25 @@ class UploadService:
         except BaseException as exc:
             wrong = isinstance(exc, RegistryError) and exc.code is DIGEST_INVALID
             if recorded and restore is not None and not wrong:
-                # Best effort: the client gets the request's own error either way.
-                with contextlib.suppress(Exception):
-                    insert_session(self.db, upload_id, repository, restore)
+                self._restore(repository, upload_id, restore)
             raise
+
+    def _restore(self, repository: str, upload_id: str, record: SessionRecord) -> None:
+        """Put back a session whose commit failed, so the client's retry finds it.
+
+        Drivers make a retried commit succeed even where the failed one took effect;
+        an empty session gets a fresh driver upload under its id instead, as its
+        retry sends the bytes again and the commit may have consumed the first one.
+        Best effort: the client gets the request's own error either way.
+        """
+        state = record.state
+        if state.size == 0:
+            # Storage refusing this most likely refused the commit too: keep the first then.
+            with contextlib.suppress(Exception):
+                self.driver.abort_upload(state)
+                state = self.driver.start_upload(upload_id)
+        with contextlib.suppress(Exception):
+            insert_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
 
     def _commit_claimed(
         self,
@@ -417,7 +416,8 @@ class UploadService:
 
         A crash after this leaves only orphaned upload bytes, which GC purges.
         """
-        params = {"id": upload_id, "size": size, "lease": lease}
+        stranded = self._stranded.get(upload_id)
+        params = {"id": upload_id, "size": size, "lease": lease, "stranded": stranded}
         claimed = self.db.run_raw(lambda tx: tx.run_clocked(_CLAIM_ROW, params))
         if not claimed:
             raise busy_error(upload_id, repository, size)

@@ -1,0 +1,173 @@
+"""Failed upload requests leave their session usable by the client's retry.
+
+Each test runs its own single-worker ``lading serve`` (the failures are per process: a
+crash, a database refusing writes through a trigger, as it would on a full disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import psycopg
+import pytest
+from support.postgres import wants_postgres
+from support.server import RegistryFactory, RegistryServer, start_lading
+from v2client import digest_of, finish_upload, location, patch_chunk, random_bytes
+
+REPO = "api/upload-failures"
+MIB = 1024 * 1024
+SINGLE = ["--workers", "1"]
+_SQLITE_RAISE = "SELECT RAISE(ABORT, 'database or disk is full')"
+_PG_FUNCTION = (
+    "CREATE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+)
+
+
+def _run_sql(server: RegistryServer, statements: list[str]) -> None:
+    if wants_postgres():
+        url = (server.data_dir / "test-database-url").read_text().strip()
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement.encode())
+        return
+    with contextlib.closing(sqlite3.connect(server.data_dir / "lading.db", timeout=30)) as db:
+        for statement in statements:
+            db.execute(statement)
+        db.commit()
+
+
+@contextlib.contextmanager
+def _refusing(server: RegistryServer, event: str, table: str, when: str = "") -> Iterator[None]:
+    """The database refuses ``event`` on ``table`` (where ``when`` holds) as a full
+    disk would (PostgreSQL: SQLSTATE 53100 disk_full)."""
+    if wants_postgres():
+        condition = f" WHEN ({when})" if when else ""
+        create = (
+            f"CREATE TRIGGER refuse BEFORE {event} ON {table} FOR EACH ROW{condition}"
+            " EXECUTE FUNCTION refuse_write()"
+        )
+        _run_sql(server, [_PG_FUNCTION, create])
+    else:
+        condition = f" WHEN {when}" if when else ""
+        create = f"CREATE TRIGGER refuse BEFORE {event} ON {table}{condition}"
+        _run_sql(server, [f"{create} BEGIN {_SQLITE_RAISE}; END"])
+    try:
+        yield
+    finally:
+        if wants_postgres():
+            _run_sql(server, [f"DROP TRIGGER refuse ON {table}", "DROP FUNCTION refuse_write()"])
+        else:
+            _run_sql(server, ["DROP TRIGGER refuse"])
+
+
+def _kill(server: RegistryServer) -> None:
+    """SIGKILL the server and its workers by PID: a crash, no shutdown code runs."""
+    root = psutil.Process(server.pid)
+    processes = [root, *root.children(recursive=True)]
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(processes, timeout=10)
+    server.process.wait(timeout=10)
+
+
+def test_final_put_on_a_fresh_session_survives_a_crash(lading_factory: RegistryFactory) -> None:
+    """containerd PUTs a whole layer on the session a POST opened: a server that dies
+    while that PUT streams must still have the session when it comes back (it ended
+    the session before writing, so the retry got 404 and had to start over)."""
+    first = lading_factory(args=SINGLE)
+    data = random_bytes(6 * MIB, seed=41)  # above SMALL_BODY: streamed, not read whole
+    with first.client() as client:
+        started = client.post(f"/v2/{REPO}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        path = httpx.URL(location(started)).raw_path.decode()
+    target = f"{path}?digest={digest_of(data)}"
+    head = (
+        f"PUT {target} HTTP/1.1\r\nHost: {first.host_port}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", first.port), timeout=30) as sock:
+        sock.sendall(head + data[: 4 * MIB])
+        # The server has the request (its bytes are being written) when it dies.
+        time.sleep(1.0)
+        _kill(first)
+    second = start_lading(first.data_dir.parent, args=SINGLE)
+    lading_factory.servers.append(second)
+    with second.client() as client:
+        status = client.get(path)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == "0-0"
+        # The dead request's lease runs out (30 s) as a crashed PATCH's does; until
+        # then a request is told the upload is busy, with where it stands. (An empty
+        # PATCH: a PUT refused before its body is read may see the connection reset.)
+        probe = client.patch(path, content=b"")
+        assert probe.status_code in (202, 416), probe.text
+        assert probe.headers["Range"] == "0-0"
+        assert probe.headers["Location"] == path
+
+
+def test_patch_refused_by_the_database_is_not_busy_on_retry(
+    lading_factory: RegistryFactory,
+) -> None:
+    """A PATCH whose new state the database refused (SQLite on a full disk) cannot give
+    its lease back either, as that is a write too. Once the database takes writes
+    again, the client's retry must go through at once, not answer busy for 30 s."""
+    server = lading_factory(args=SINGLE)
+    data = random_bytes(3 * MIB + 5, seed=42)
+    acked, refused, last = data[:MIB], data[MIB : 2 * MIB], data[2 * MIB :]
+    with server.client(timeout=30) as client:
+        started = client.post(f"/v2/{REPO}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        response = patch_chunk(client, location(started), acked, 0)
+        assert response.status_code == 202, response.text
+        url = location(response)
+        # Every write that ends a lease (the PATCH's record of its new state, the
+        # release) is refused; taking or renewing one still goes through.
+        ends_lease = _refusing(
+            server, "UPDATE OF lease_token", "upload_sessions", "NEW.lease_token IS NULL"
+        )
+        with ends_lease, server.client(timeout=30) as refused_client:
+            failed = patch_chunk(refused_client, url, refused, len(acked))
+            assert failed.status_code >= 500, failed.text
+        status = client.get(url)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == f"0-{len(acked) - 1}"
+        response = patch_chunk(client, url, refused, len(acked))
+        assert response.status_code == 202, response.text
+        response = patch_chunk(client, location(response), last, len(acked) + len(refused))
+        assert response.status_code == 202, response.text
+        done = finish_upload(client, location(response), digest_of(data))
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v2/{REPO}/blobs/{digest_of(data)}").content == data
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 6 * MIB], ids=["read-whole", "streamed"])
+def test_final_put_on_a_fresh_session_committed_but_unrecorded(
+    lading_factory: RegistryFactory, size: int
+) -> None:
+    """A PUT whose blob storage committed but the database did not record: its session
+    comes back empty with a fresh storage upload (the commit consumed the first), so the
+    same PUT retried succeeds."""
+    server = lading_factory(args=SINGLE)
+    data = random_bytes(size, seed=size)
+    with server.client(timeout=30) as client:
+        started = client.post(f"/v2/{REPO}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        url = location(started)
+        with _refusing(server, "INSERT", "blobs"), server.client(timeout=30) as refused_client:
+            failed = finish_upload(refused_client, url, digest_of(data), data)
+            assert failed.status_code >= 500, failed.text
+        status = client.get(url)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == "0-0"
+        done = finish_upload(client, url, digest_of(data), data)
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v2/{REPO}/blobs/{digest_of(data)}").content == data
