@@ -83,6 +83,15 @@ class UnsupportedGrantType(TokenError):
 
 
 class InvalidCredentials(TokenError):
+    """Bad credentials or refresh token: 401, not RFC 6749's 400 for `invalid_grant`.
+
+    Distribution's token server answers 401 too, and clients key on it: containers/image
+    (podman, skopeo) reports only a 401 as "invalid username/password", and BuildKit's
+    session auth and containerd before 2022 fall back from POST to GET on 401 but not on
+    400, which would show a bare "400 Bad Request". Later containerd treats both alike;
+    the body carries RFC 6749's `error` either way.
+    """
+
     status = 401
     error = "invalid_grant"
     registry_code = "UNAUTHORIZED"

@@ -193,7 +193,15 @@ def test_post_errors(auth: AuthComponents, session: Session) -> None:
     assert s.handle_post(session, [("grant_type", "password")], "ip").status == 400
     assert s.handle_post(session, [("grant_type", "refresh_token")], "ip").status == 400
     bad = [("grant_type", "password"), ("username", "alice"), ("password", "x")]
-    assert s.handle_post(session, bad, "ip").status == 401
+    refused = s.handle_post(session, bad, "ip")
+    # 401 as distribution's token server, not RFC 6749's 400 (see InvalidCredentials), and
+    # both bodies: OAuth2's `error` and the registry `errors` list that docker reads.
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert refused.body["error"] == "invalid_grant"
+    assert refused.body["errors"] == [
+        {"code": "UNAUTHORIZED", "message": "incorrect username or password"}
+    ]
     with pytest.raises(ValueError):
         parse_form(b"x" * (64 * 1024 + 1))
 
