@@ -31,7 +31,8 @@ from registry.services import storage_deletions
 from registry.services.gc_tasks import db_now
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
-PREFIXES = ("blobs", "manifests")
+# S3 commits a multipart upload under "_blobs/<upload id>" (storage.s3_base.BLOBS).
+PREFIXES = ("blobs", "_blobs", "manifests")
 
 
 @dataclass

@@ -7,35 +7,11 @@ import sqlite3
 
 import psycopg
 import pytest
+from blob_row_refusal import MESSAGE, refusing_blob_rows
 from gcenv import Env, digest_of
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from registry.domain.digests import parse_digest
 from registry.services.fsck import FsckService
-
-_REFUSE = {
-    "sqlite": [
-        "CREATE TRIGGER test_refuse_blobs BEFORE INSERT ON blobs"
-        " BEGIN SELECT RAISE(ABORT, 'blob rows refused by the test'); END"
-    ],
-    "postgresql": [
-        "CREATE FUNCTION test_refuse_blobs() RETURNS trigger LANGUAGE plpgsql AS"
-        " 'BEGIN RAISE EXCEPTION ''blob rows refused by the test''; END'",
-        "CREATE TRIGGER test_refuse_blobs BEFORE INSERT ON blobs"
-        " FOR EACH ROW EXECUTE FUNCTION test_refuse_blobs()",
-    ],
-}
-_ALLOW = {
-    "sqlite": ["DROP TRIGGER test_refuse_blobs"],
-    "postgresql": ["DROP TRIGGER test_refuse_blobs ON blobs", "DROP FUNCTION test_refuse_blobs()"],
-}
-
-
-def _run(env: Env, statements: dict[str, list[str]]) -> None:
-    with env.db.write() as session:
-        for sql in statements[session.get_bind().dialect.name]:
-            session.execute(text(sql))
 
 
 def test_fsck_spares_a_committed_upload_whose_row_insert_failed(env: Env) -> None:
@@ -46,12 +22,9 @@ def test_fsck_spares_a_committed_upload_whose_row_insert_failed(env: Env) -> Non
     appender.write(data)
     appender.finish()  # the PATCH's 202: these bytes are acknowledged
 
-    _run(env, _REFUSE)  # the database refuses the blob row: the commit fails after storage
-    try:
-        with pytest.raises((DBAPIError, sqlite3.Error, psycopg.Error), match="refused by the test"):
-            env.uploads.complete("app", upload.id, None, digest)
-    finally:
-        _run(env, _ALLOW)
+    # The database refuses the blob row: the commit fails after storage took effect.
+    with refusing_blob_rows(env), pytest.raises((sqlite3.Error, psycopg.Error), match=MESSAGE):
+        env.uploads.complete("app", upload.id, None, digest)
     committed = [k for k in env.driver.list("blobs") if k.endswith(f".{upload.id}")]
     assert len(committed) == 1  # the bytes are under the upload's own key, with no row
     assert env.uploads.status("app", upload.id, None).size == len(data)  # session put back
