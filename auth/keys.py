@@ -192,6 +192,17 @@ def load_jwks(path: Path) -> list[VerificationKey]:
     return parse_jwks(document, str(path))
 
 
+def _spki(key: VerificationKey) -> bytes:
+    return key.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _same_key(a: VerificationKey, b: VerificationKey) -> bool:
+    """The same public key for the same algorithm (e.g. our own key listed again)."""
+    return a.algorithm == b.algorithm and _spki(a) == _spki(b)
+
+
 class KeyRing:
     """The only keys tokens are verified with, indexed by kid."""
 
@@ -200,6 +211,11 @@ class KeyRing:
         for key in keys:
             if key.algorithm not in ASYMMETRIC_ALGORITHMS:
                 raise KeyFileError(f"algorithm {key.algorithm} is not allowed")
+            known = self._keys.get(key.kid)
+            # Otherwise the later key would silently shadow the earlier one, and every
+            # token signed with that one would fail as if forged.
+            if known is not None and not _same_key(known, key):
+                raise KeyFileError(f"two different keys have the key ID {key.kid!r}")
             self._keys[key.kid] = key
 
     def get(self, kid: str) -> VerificationKey | None:

@@ -94,3 +94,19 @@ def test_keyring_lookup() -> None:
     assert ring.get(sk.kid) is not None
     assert ring.get("nope") is None
     assert len(ring) == 1
+
+
+def test_keyring_refuses_two_keys_with_one_kid() -> None:
+    """A JWKS may name its keys: a kid already taken by another configured key would
+    shadow it, and its tokens would all fail. The same key twice is fine."""
+    ours = signing_key_from_private(ec.generate_private_key(ec.SECP256R1())).verification_key()
+    assert len(KeyRing([ours, ours])) == 1
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+
+    def enc(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    jwk = {"kty": "EC", "crv": "P-256", "x": enc(other.x), "y": enc(other.y), "kid": ours.kid}
+    [impostor] = parse_jwks({"keys": [jwk]})
+    with pytest.raises(KeyFileError, match="two different keys"):
+        KeyRing([ours, impostor])
