@@ -318,7 +318,7 @@ def gc_status(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def gc_history(client: AdminClient, args: argparse.Namespace) -> None:
-    runs = client.get("/gc/runs", limit=args.limit)["items"]
+    runs = list(client.pages("/gc/runs", most=args.limit))
     emit(args, runs, _run_rows(runs))
 
 
@@ -334,13 +334,24 @@ def usage(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def audit(client: AdminClient, args: argparse.Namespace) -> None:
-    items = client.get("/audit", limit=args.limit, action=args.action)["items"]
+    items = list(client.pages("/audit", most=args.limit, action=args.action))
     rows = [["WHEN", "ACTOR", "ACTION", "TARGET"]]
     rows += [[when(e["at"]), e["actor"], e["action"], e["target"][:80]] for e in items]
     emit(args, items, rows)
 
 
 # -- argparse ------------------------------------------------------------------------------
+def _count(text: str) -> int:
+    """A --limit: any positive number (pages of the API's largest size are fetched)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def _leaf(group: Any, name: str, command: Command, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
     add_connection_options(parser)
@@ -412,11 +423,11 @@ def register(sub: Any) -> None:
     run.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
     _leaf(gcs, "status", gc_status, "running pass and pending reviews")
     history = _leaf(gcs, "history", gc_history, "past passes")
-    history.add_argument("--limit", type=int, default=20, help="newest N passes (default 20)")
+    history.add_argument("--limit", type=_count, default=20, help="newest N passes (default 20)")
 
     _leaf(sub, "usage-remote", usage, "storage usage of a running server")
     aud = _leaf(sub, "audit", audit, "the audit log, newest first")
     aud.add_argument("--action", help="e.g. repository.delete, retention.apply, gc.trigger")
-    aud.add_argument("--limit", type=int, default=50, help="newest N entries (default 50)")
+    aud.add_argument("--limit", type=_count, default=50, help="newest N entries (default 50)")
 
     admin_accounts_cli.register(sub, _leaf)

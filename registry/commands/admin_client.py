@@ -27,6 +27,7 @@ from registry.domain.names import check_name
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 API = "/admin/v1"
+PAGE_MAX = 1000  # the largest `limit` the admin API accepts
 
 
 class AdminCliError(Exception):
@@ -128,12 +129,18 @@ class AdminClient:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean)
 
-    def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a paginated list."""
+    def pages(self, path: str, most: int | None = None, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list, or its first ``most``. Each page repeats
+        ``params``: the server binds a cursor to them (not to the page size)."""
         cursor: str | None = None
-        while True:
-            page = self.get(path, cursor=cursor, **params)
-            yield from page["items"]
+        left = most
+        while left is None or left > 0:
+            limit = None if left is None else min(left, PAGE_MAX)
+            page = self.get(path, cursor=cursor, limit=limit, **params)
+            items = page["items"][:left]
+            yield from items
+            if left is not None:
+                left -= len(items)
             cursor = page.get("next_cursor")
             if not cursor:
                 return
