@@ -171,6 +171,34 @@ def test_admin_password_check_does_not_hold_the_writer_lock(token_server: Regist
         os.close(fd)
 
 
+def test_wrong_robot_secrets_do_not_wait_for_the_writer_lock(
+    token_server: RegistryServer,
+) -> None:
+    """A bearer robot secret is looked up without SQLite's writer lock: anyone could
+    otherwise queue behind (and take turns at) the lock every push needs, with made-up
+    secrets. Only a valid admin robot's request writes (its last use)."""
+    lock_path = token_server.data_dir / "lading.db.writelock"
+    if (token_server.data_dir / "test-database-url").exists() or not lock_path.exists():
+        pytest.skip("the writer lock is SQLite's")
+    robot = json.loads(
+        local_cli(token_server, "robot", "create", ADMIN, "lockless", "--admin", "--output", "json")
+    )
+    url = f"{token_server.url}/admin/v1/usage"
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a long write elsewhere
+        with httpx.Client(timeout=10) as client:
+            forged = client.get(url, headers={"Authorization": "Bearer ldg_" + "x" * 43})
+            assert forged.status_code == 401
+    finally:
+        os.close(fd)
+    with httpx.Client(timeout=60) as client:
+        bearer = {"Authorization": f"Bearer {robot['secret']}"}
+        assert client.get(url, headers=bearer).status_code == 200
+    listed = json.loads(local_cli(token_server, "robot", "ls", "--output", "json"))
+    assert {r["login"]: r["last_used"] for r in listed}[robot["login"]] is not None
+
+
 def test_admin_basic_logins_are_throttled(token_server: RegistryServer) -> None:
     """Wrong admin API passwords count as failed logins, as on /token: 429 + Retry-After."""
     url = f"{token_server.url}/admin/v1/usage"
