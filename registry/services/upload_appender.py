@@ -1,14 +1,12 @@
 """Appending one request's bytes to an upload, under a lease on its session row.
 
 Also the helpers an upload service shares with it: the lease statements, the
-leases the database refused to take back, the "busy" answer and the mapping of
-driver errors to registry errors.
+"busy" answer and the mapping of driver errors to registry errors.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,47 +93,12 @@ LEASE_SECONDS = 30.0
 RENEW_EVERY = 5.0
 
 
-class StrandedLeases:
-    """Leases of ended requests that the database refused to give back.
-
-    The release is a write: a database that just refused a request's record (SQLite
-    on a full disk) refuses it too. The request has stopped writing by then, so
-    this process lets the next request on that upload take the lease over instead
-    of answering "busy" until it expires. Another process still waits for the
-    expiry, as after a crashed writer; nothing here outlives the lease.
-    """
-
-    def __init__(self) -> None:
-        self._leases: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, upload_id: str, lease: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            # Expired leases need no take-over: drop them so the map stays small.
-            expired = [k for k, (_, since) in self._leases.items() if now - since > LEASE_SECONDS]
-            for key in expired:
-                del self._leases[key]
-            self._leases[upload_id] = (lease, now)
-
-    def get(self, upload_id: str) -> str | None:
-        with self._lock:
-            found = self._leases.get(upload_id)
-        return None if found is None else found[0]
-
-    def discard(self, upload_id: str, lease: str) -> None:
-        with self._lock:
-            if self._leases.get(upload_id, ("", 0.0))[0] == lease:
-                del self._leases[upload_id]
-
-
-def release_lease(db: Database, stranded: StrandedLeases, upload_id: str, lease: str) -> None:
-    """Give the lease back; if the database refuses, remember it for a take-over."""
-    try:
-        with db.raw_transaction() as tx:
-            tx.run(RELEASE_LEASE, {"id": upload_id, "lease": lease})
-    except Exception:
-        stranded.add(upload_id, lease)
+def release_lease(db: Database, upload_id: str, lease: str) -> None:
+    """Give the lease back, best effort. A database that refuses this write (SQLite on a
+    full disk) leaves the lease to expire, the same path as a crashed writer: upload
+    state lives only in the database, never in one process's memory."""
+    with contextlib.suppress(Exception), db.raw_transaction() as tx:
+        tx.run(RELEASE_LEASE, {"id": upload_id, "lease": lease})
 
 
 def busy_error(upload_id: str, repository: str, size: int) -> RegistryError:
@@ -193,7 +156,6 @@ class Appender:
         recorded: bool,
         initial_state: UploadState | None = None,
         lease: str | None = None,
-        stranded: StrandedLeases | None = None,
         session: SessionRecord | None = None,
     ) -> None:
         self._db = db
@@ -208,7 +170,6 @@ class Appender:
         self.recorded = recorded
         self._initial_state = initial_state
         self.lease = lease
-        self._stranded = stranded or StrandedLeases()
         # The leased row as recorded, for a final PUT to put back if its commit fails.
         self.session = session
         self._renewed_at = time.monotonic()
@@ -238,7 +199,7 @@ class Appender:
         with contextlib.suppress(StorageError):
             self._writer.abandon()
         if self.lease is not None:
-            release_lease(self._db, self._stranded, self.upload_id, self.lease)
+            release_lease(self._db, self.upload_id, self.lease)
         elif not self.recorded and self._initial_state is not None:
             # Nothing refers to a direct upload: drop its bytes now.
             with contextlib.suppress(StorageError):

@@ -30,7 +30,6 @@ from registry.services.repositories import ensure_repository_raw
 from registry.services.upload_appender import (
     LEASE_SECONDS,
     SessionRecord,
-    StrandedLeases,
     busy_error,
     driver_errors,
     insert_session,
@@ -66,16 +65,14 @@ _SELECT_ROW = (
 )
 # Lease times are on the database's clock (see ClockedSql): replicas whose clocks
 # disagree must not take over a live lease, nor keep writing on an expired one.
-# ``stranded``: a lease this process could not give back (see StrandedLeases).
 _TAKE_LEASE = ClockedSql(
     "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = {expires}"
-    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now}"
-    " OR lease_token = :stranded)"
+    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now})"
 )
 # Ending a session claims its row first: no other request may be writing it.
 _CLAIM_ROW = ClockedSql(
-    "DELETE FROM upload_sessions WHERE id = :id AND size = :size AND (lease_token IS NULL"
-    " OR lease_token = :lease OR lease_token = :stranded OR lease_expires_at < {now})"
+    "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
+    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < {now})"
 )
 # Re-linking renews the link's age: online GC spares links younger than its
 # grace period, so a client re-pushing a layer is not raced by the collector.
@@ -132,7 +129,6 @@ class UploadService:
     def __init__(self, db: Database, driver: Driver) -> None:
         self.db = db
         self.driver = driver
-        self._stranded = StrandedLeases()
 
     def _load(self, repository: str, upload_id: str, subject: str | None) -> _Row:
         found = self.db.fetch_one(_SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
@@ -206,13 +202,10 @@ class UploadService:
                 },
             )
         lease = uuid.uuid4().hex
-        stranded = self._stranded.get(row.id)
-        params = {"lease": lease, "id": row.id, "size": row.size, "stranded": stranded}
+        params = {"lease": lease, "id": row.id, "size": row.size}
         taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
         if not taken:
             raise busy_error(row.id, repository, row.size)
-        if stranded is not None:
-            self._stranded.discard(row.id, stranded)
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
@@ -221,7 +214,7 @@ class UploadService:
                 writer = self.driver.resume_upload(row.state)
         except RegistryError:
             # Only a driver error lands here: give the lease back before answering.
-            release_lease(self.db, self._stranded, row.id, lease)
+            release_lease(self.db, row.id, lease)
             raise
         return Appender(
             self.db,
@@ -233,7 +226,6 @@ class UploadService:
             hasher,
             recorded=True,
             lease=lease,
-            stranded=self._stranded,
             session=row.record,
         )
 
@@ -416,8 +408,7 @@ class UploadService:
 
         A crash after this leaves only orphaned upload bytes, which GC purges.
         """
-        stranded = self._stranded.get(upload_id)
-        params = {"id": upload_id, "size": size, "lease": lease, "stranded": stranded}
+        params = {"id": upload_id, "size": size, "lease": lease}
         claimed = self.db.run_raw(lambda tx: tx.run_clocked(_CLAIM_ROW, params))
         if not claimed:
             raise busy_error(upload_id, repository, size)
