@@ -28,7 +28,10 @@ def _get(server: RegistryServer, address: str, token: str) -> httpx.Response:
 def _assert_locked(answer: httpx.Response) -> None:
     assert answer.status_code == 429, answer.text
     assert errors_of(answer)[0]["code"] == "TOOMANYREQUESTS"
-    assert 0 < int(answer.headers["retry-after"]) <= 300
+    wait = int(answer.headers["retry-after"])
+    assert 0 < wait <= 300
+    # The message says it too: the CLI shows the message, not the headers.
+    assert errors_of(answer)[0]["message"].endswith(f"try again in {wait} s")
 
 
 def test_wrong_admin_tokens_lock_the_address_out(guarded_server: RegistryServer) -> None:

@@ -105,7 +105,7 @@ def _in_login_session(db: Database, work: Callable[[Session], T]) -> T:
 def _locked_out(wait: int) -> RegistryError:
     return RegistryError(
         TOOMANYREQUESTS,
-        "too many failed attempts from this address, try again later",
+        f"too many failed attempts from this address: try again in {wait} s",
         headers={"Retry-After": str(wait)},
     )
 
@@ -263,7 +263,7 @@ class AccountAdminAccess:
         with self.db.read_session_factory() as session:
             wait = throttle.retry_after(session, username, client_ip)
             if wait is not None:
-                raise RegistryError(TOOMANYREQUESTS, headers={"Retry-After": str(wait)})
+                raise _locked_out(wait)
             principal = authenticate(session, self.auth.passwords, username, password)
             if principal is None:
                 throttle.record_failure(session, username, client_ip)
