@@ -107,6 +107,14 @@ def _failure(exc: OSError, what: str) -> StorageError:
     return StorageUnavailable(f"{what}: {exc.strerror}")
 
 
+def _upload_failure(exc: OSError) -> StorageError:
+    """Only a missing file or directory means the upload is gone; EMFILE, EIO, EACCES
+    and the like are outages, so the client retries and its session is kept."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return UploadStateInvalid(f"upload is gone: {exc.strerror}")
+    return _failure(exc, "cannot open upload")
+
+
 def _translate(exc: OSError, key: str) -> Exception:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ObjectNotFound(key)
@@ -124,11 +132,15 @@ class FilesystemUploadWriter:
         self._dirs_synced = dirs_synced
         try:
             self._fd = os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            raise _upload_failure(exc) from exc
+        try:
             # Bytes past the durable size belong to an abandoned writer.
             os.ftruncate(self._fd, size)
             os.lseek(self._fd, size, os.SEEK_SET)
         except OSError as exc:
-            raise UploadStateInvalid(f"upload is gone: {exc.strerror}") from exc
+            os.close(self._fd)
+            raise _failure(exc, "cannot resume upload") from exc
         self._size = size
         self._durable = size
         self._synced_to = size
@@ -343,7 +355,7 @@ class FilesystemDriver:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
-            raise UploadStateInvalid(f"upload is gone: {exc.strerror}") from exc
+            raise _upload_failure(exc) from exc
         return self._read_fd(fd, 0, state.size)
 
     def commit_upload(self, state: UploadState, key: str) -> str:
@@ -386,8 +398,12 @@ class FilesystemDriver:
 
     def abort_upload(self, state: UploadState) -> None:
         path = self._upload_path(state)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _failure(exc, "cannot abort upload") from exc
 
     def list_uploads(self) -> Iterator[tuple[str, UploadState]]:
         base = self.root / _UPLOADS_DIR
