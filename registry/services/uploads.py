@@ -328,20 +328,28 @@ class UploadService:
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease)
+        committed: list[str] = []  # the storage commit's key, once it took effect
         try:
-            return self._commit_claimed(repository, upload_id, state, actual_hex, digest)
+            return self._commit_claimed(repository, upload_id, state, actual_hex, digest, committed)
         except BaseException as exc:
             wrong = isinstance(exc, RegistryError) and exc.code is DIGEST_INVALID
             if recorded and restore is not None and not wrong:
-                self._restore(repository, upload_id, restore)
+                # A last chunk this request appended went into the commit with the rest.
+                appended = bool(committed) and state.size != restore.state.size
+                self._restore(repository, upload_id, restore, committed[0] if appended else None)
             raise
 
-    def _restore(self, repository: str, upload_id: str, record: SessionRecord) -> None:
+    def _restore(
+        self, repository: str, upload_id: str, record: SessionRecord, consumed_by: str | None
+    ) -> None:
         """Put back a session whose commit failed, so the client's retry finds it.
 
         Drivers make a retried commit succeed even where the failed one took effect;
         an empty session gets a fresh driver upload under its id instead, as its
         retry sends the bytes again and the commit may have consumed the first one.
+        ``consumed_by``: the object a commit that took effect made of the recorded
+        bytes and a last chunk; the retry resends only that chunk, so the recorded
+        bytes are copied back into a fresh upload (else the retry found none: 404).
         Best effort: the client gets the request's own error either way.
         """
         state = record.state
@@ -350,8 +358,29 @@ class UploadService:
             with contextlib.suppress(Exception):
                 self.driver.abort_upload(state)
                 state = self.driver.start_upload(upload_id)
+        elif consumed_by is not None:
+            with contextlib.suppress(Exception):
+                state = self._copy_into_fresh_upload(upload_id, consumed_by, state.size)
         with contextlib.suppress(Exception):
             insert_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
+
+    def _copy_into_fresh_upload(self, upload_id: str, key: str, size: int) -> UploadState:
+        """A new driver upload under ``upload_id`` holding the first ``size`` bytes of
+        ``key``, made durable (as a PATCH's close does)."""
+        fresh = self.driver.start_upload(upload_id)
+        try:
+            writer = self.driver.resume_upload(fresh)
+            try:
+                for chunk in self.driver.read(key, 0, size):
+                    writer.write(chunk)
+                return writer.close()
+            except BaseException:
+                writer.abandon()
+                raise
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self.driver.abort_upload(fresh)
+            raise
 
     def _commit_claimed(
         self,
@@ -360,13 +389,16 @@ class UploadService:
         state: UploadState,
         actual_hex: str | None,
         digest: Digest,
+        committed_keys: list[str],
     ) -> BlobInfo:
+        """``committed_keys`` gets the storage commit's key as soon as it took effect."""
         committed: str | None = None
         if actual_hex is None:
             # No hash state for this algorithm (e.g. a sha512 digest for an upload
             # hashed as sha256). Upload bytes may not be readable (S3 multipart),
             # so commit first, hash the object, and drop it if it does not match.
             committed = self._commit_storage(state, digest, upload_id)
+            committed_keys.append(committed)
             actual_hex = self._hash_object(committed, digest.algorithm)
             if actual_hex != digest.hex:
                 with contextlib.suppress(StorageError):
@@ -394,6 +426,7 @@ class UploadService:
         # Each upload commits under its own key, so a collector deleting an
         # older copy of the same digest can never remove these bytes.
         key = committed or self._commit_storage(state, digest, upload_id)
+        committed_keys.append(key)
         recorded_row = self.db.run_raw(
             lambda tx: _record_blob(tx, repository, digest_text, state.size, key)
         )
