@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
@@ -252,11 +253,13 @@ class S3Driver(S3Base):
 
     def _holds(self, key: str, size: int, token: UploadToken | None = None) -> bool:
         """Whether ``key`` is there with ``size`` bytes (False if S3 cannot tell) and,
-        for a completed multipart ``token``, its ETag.
+        for a completed multipart ``token``, exactly the bytes it names.
 
         Servers that give multipart objects an ETag of their parts' MD5s (AWS,
-        MinIO, moto) must give the one ``token``'s parts make; others (rclone:
-        the MD5 of the whole object, which no state records) are judged by size.
+        MinIO, moto) must give the one ``token``'s parts make. Otherwise (rclone: the
+        MD5 of the whole object, which no state records) the object is read and each
+        part's MD5 compared: an earlier attempt of the same size, completed with another
+        final chunk, must not pass for this one (a blob not matching its digest).
         """
         full = self._key(key)
         try:
@@ -269,13 +272,45 @@ class S3Driver(S3Base):
         if token is None:
             return True
         found = _MULTIPART_ETAG.fullmatch(str(head.get("ETag", "")).strip('"').lower())
-        if found is None:
-            return True
         expected = token.multipart_etag()
-        if expected is None:
-            # A part's ETag is unknown or not an MD5: the part count still tells.
-            return int(found.group(1)) == len(token.parts) + (1 if token.tail_size else 0)
-        return found.group(0) == expected
+        if found is not None and expected is not None:
+            return found.group(0) == expected
+        return self._bytes_match(full, key, token)
+
+    def _bytes_match(self, full: str, what: str, token: UploadToken) -> bool:
+        """Whether the object's bytes have the MD5s of ``token``'s parts and tail.
+
+        Reads the whole object, which only a commit whose answer was lost does;
+        False when an MD5 is unknown or S3 fails (the commit is then refused).
+        """
+        pieces = token.content_md5s()
+        if pieces is None:
+            return False
+        try:
+            reader = self._read_full(full, what, 0, token.size)
+        except StorageError:
+            return False
+        pending = memoryview(b"")
+        try:
+            for size, md5 in pieces:
+                hasher = hashlib.md5(usedforsecurity=False)
+                while size:
+                    if not pending:
+                        pending = memoryview(next(reader, b""))
+                        if not pending:
+                            return False  # shorter than its HEAD said
+                    taken = pending[:size]
+                    hasher.update(taken)
+                    size -= len(taken)
+                    pending = pending[len(taken) :]
+                if hasher.hexdigest() != md5:
+                    return False
+        except StorageError:
+            return False
+        finally:
+            if isinstance(reader, Generator):
+                reader.close()  # stops the read-ahead of a mismatch found early
+        return True
 
     def _cleanup_after_commit(self, upload_id: str, keep_mpu: str | None = None) -> None:
         # The object is committed: leftovers of a failed cleanup are orphans, which
@@ -291,6 +326,10 @@ class S3Driver(S3Base):
         try:
             if token.tail_size:
                 tail = self.read_internal(token.tail, token.tail_size)
+                if token.tail_md5 is None:
+                    # A state of an older version: the check below needs the tail's MD5.
+                    md5 = hashlib.md5(tail, usedforsecurity=False).hexdigest()
+                    expected = dataclasses.replace(token, tail_md5=md5)
                 number = len(parts) + 1
                 etag = self.upload_part(token.upload_id, token.mpu, number, tail)
                 parts.append({"PartNumber": number, "ETag": etag})

@@ -68,6 +68,16 @@ class UploadToken:
         joined = hashlib.md5(b"".join(bytes.fromhex(d) for d in digests), usedforsecurity=False)
         return f"{joined.hexdigest()}-{len(digests)}"
 
+    def content_md5s(self) -> list[tuple[int, str]] | None:
+        """Size and hex MD5 of every part and then the tail, in object order; None if
+        one is unknown (a part ETag that is not an MD5: SSE-KMS, say)."""
+        pieces = [(p.size, p.etag.strip('"').lower()) for p in self.parts]
+        if self.tail_size:
+            pieces.append((self.tail_size, (self.tail_md5 or "").lower()))
+        if not all(_MD5.fullmatch(md5) for _, md5 in pieces):
+            return None
+        return pieces
+
     def encode(self) -> str:
         raw: dict[str, Any] = {
             "v": 1,

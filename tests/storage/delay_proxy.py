@@ -6,7 +6,9 @@ signatures stay valid. A request whose first line is ``POST …?uploadId=…``
 either before it reaches the server (``hold="request"``: a server still
 assembling the object, like rclone writing a large blob to disk) or after the
 server answered (``hold="response"``: an answer lost on the way back).
-Only the first ``times`` such calls are held.
+Only the first ``times`` such calls are held. With ``then_cut``, every other
+request sent after the first held completion is cut (its connection shut): the
+network failed right after the completion, so the driver cannot check its outcome.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ class DelayProxy:
         delay: float,
         hold: Literal["request", "response"],
         times: int = 1_000_000,
+        then_cut: bool = False,
     ) -> None:
         host, port = upstream.removeprefix("http://").rsplit(":", 1)
         self._upstream = (host, int(port))
         self._delay = delay
         self._hold = hold
         self._times = times
+        self._then_cut = then_cut
+        self._cut = threading.Event()
         self._lock = threading.Lock()
         self.completions = 0  # CompleteMultipartUpload requests seen
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -66,7 +71,11 @@ class DelayProxy:
             return False
         with self._lock:
             self.completions += 1
-            return self.completions <= self._times
+            if self.completions > self._times:
+                return False
+            if self._then_cut:
+                self._cut.set()
+            return True
 
     def _pump(
         self, source: socket.socket, sink: socket.socket, held: threading.Event, outbound: bool
@@ -78,6 +87,8 @@ class DelayProxy:
                         time.sleep(self._delay)
                     else:
                         held.set()
+                elif outbound and self._cut.is_set() and not held.is_set():
+                    return  # only the held completion's own bytes still pass
                 elif not outbound and held.is_set():
                     held.clear()
                     time.sleep(self._delay)

@@ -99,9 +99,9 @@ def _replace_with_parts(server: S3Server, bucket: str, key: str, parts: list[byt
 
 def test_retried_commit_checks_the_completed_object(server: S3Server, bucket: str) -> None:
     """A commit retried after one that took effect (its tail and upload are gone)
-    accepts the object it completed, and refuses another of the same size where
-    the server's ETag names the parts' MD5s (moto; rclone's is the MD5 of the whole
-    object, which no state records, so only the size is compared there)."""
+    accepts the object it completed, and refuses another of the same size: by the
+    ETag where the server's names the parts' MD5s (moto), by reading the object and
+    comparing each part's MD5 where it is the MD5 of the whole object (rclone)."""
     s3 = s3_driver_for(server, bucket)
     data = os.urandom(2 * TEST_PART_SIZE + 3)
     state = _two_part_upload(s3, "retried", data)
@@ -119,9 +119,45 @@ def test_retried_commit_checks_the_completed_object(server: S3Server, bucket: st
     etag = server.client().head_object(Bucket=bucket, Key=f"registry/v1/{stored}")["ETag"]
     if server.name == "moto":
         assert etag.strip('"').endswith("-3")
-        with pytest.raises(UploadStateInvalid):
-            s3.commit_upload(state, "blobs/retried")
     else:
-        assert "-" not in etag  # the MD5 of the object: the size check it is
-        assert s3.commit_upload(state, "blobs/retried") == stored
+        assert "-" not in etag  # the MD5 of the object: its bytes are read instead
+    with pytest.raises(UploadStateInvalid):
+        s3.commit_upload(state, "blobs/retried")
+    s3.delete(stored)
+
+
+def test_retried_commit_with_another_final_chunk_is_refused(server: S3Server, bucket: str) -> None:
+    """A final chunk's completion took effect, but its answer was lost and the check
+    after it failed too; the session is back at its recorded state and the client
+    retries with another final chunk of the same length (and the digest of those
+    bytes). The object under the upload's key holds the first chunk, so the retry
+    must not pass it for its own bytes: that would be a blob not matching its digest.
+    Retrying with the first chunk's bytes is accepted: they are what S3 holds."""
+    s3 = s3_driver_for(server, bucket)
+    writer = s3.resume_upload(s3.start_upload("changed"))
+    writer.write(recorded := os.urandom(TEST_PART_SIZE + 5))
+    state = writer.close()
+    first, second = b"first!!", b"second!"
+
+    proxy = DelayProxy(server.endpoint_url, delay=DELAY, hold="response", times=1, then_cut=True)
+    try:
+        cut_off = _driver(server, bucket, proxy, complete_timeout=1.0, max_retries=0)
+        writer = cut_off.resume_upload(state)
+        writer.write(first)
+        with pytest.raises(StorageUnavailable):
+            cut_off.commit_upload(writer.close(final=True), "blobs/changed")
+    finally:
+        proxy.close()
+    assert s3.stat("_blobs/changed").size == len(recorded) + len(first)  # it took effect
+
+    writer = s3.resume_upload(state)
+    writer.write(second)
+    # moto answers 500 (not NoSuchUpload) for a part of a completed upload: an outage.
+    with pytest.raises((UploadStateInvalid, StorageUnavailable)):
+        s3.commit_upload(writer.close(final=True), "blobs/changed")
+
+    writer = s3.resume_upload(state)
+    writer.write(first)
+    stored = s3.commit_upload(writer.close(final=True), "blobs/changed")
+    assert s3.get(stored) == recorded + first
     s3.delete(stored)
