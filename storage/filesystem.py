@@ -115,6 +115,14 @@ def _upload_failure(exc: OSError) -> StorageError:
     return _failure(exc, "cannot open upload")
 
 
+def _listing_failed(exc: OSError) -> None:
+    """os.walk's error hook: a directory removed meanwhile holds nothing, but one that
+    cannot be read (EMFILE, EIO) must fail the listing; skipping it would make fsck
+    take every object in it for missing."""
+    if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+        raise _failure(exc, "cannot list storage") from exc
+
+
 def _translate(exc: OSError, key: str) -> Exception:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ObjectNotFound(key)
@@ -321,7 +329,7 @@ class FilesystemDriver:
         if base.is_file():
             yield prefix
             return
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, dirnames, filenames in os.walk(base, onerror=_listing_failed):
             rel_dir = os.path.relpath(dirpath, self.root)
             if rel_dir == ".":
                 dirnames[:] = [d for d in dirnames if d != _UPLOADS_DIR]
@@ -409,7 +417,13 @@ class FilesystemDriver:
         base = self.root / _UPLOADS_DIR
         if not base.is_dir():
             return
-        for entry in base.iterdir():
+        try:
+            entries = sorted(base.iterdir())
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _failure(exc, "cannot list uploads") from exc
+        for entry in entries:
             try:
                 size = entry.stat().st_size
             except OSError:

@@ -1,11 +1,14 @@
-"""An upload the filesystem driver cannot open right now is an outage, not a lost upload.
+"""An upload the filesystem driver cannot open right now is an outage, not a lost upload,
+and a directory it cannot read fails a listing instead of being skipped.
 
 Only ENOENT/ENOTDIR mean the upload is gone (404 BLOB_UPLOAD_UNKNOWN for the
 client, which then restarts its push); anything else, such as running out of file
 descriptors, is StorageUnavailable (503), so the client retries and the session
 with its acknowledged bytes is kept. The tests run as root, which ignores file
 permissions, so the real condition used is EMFILE: a child process lowers its
-RLIMIT_NOFILE, takes every descriptor left, and calls the driver directly.
+RLIMIT_NOFILE, takes every descriptor left, and calls the driver directly. A
+listing that silently skipped what it could not read would make ``lading fsck
+--repair`` take the objects there for missing and remove their blobs' rows.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ state = UploadState(token, size)
 calls = {
     "resume_upload": lambda: driver.resume_upload(state),
     "read_upload": lambda: driver.read_upload(state),
+    "list": lambda: list(driver.list("")),
+    "list_uploads": lambda: list(driver.list_uploads()),
 }
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 held = []
@@ -65,17 +70,22 @@ def _in_child_without_descriptors(root: Path, state: UploadState) -> dict[str, s
     return results
 
 
-def test_no_file_descriptors_is_an_outage_and_the_upload_survives(tmp_path: Path) -> None:
+def test_no_file_descriptors_is_an_outage_and_nothing_is_lost(tmp_path: Path) -> None:
     fs = FilesystemDriver(tmp_path / "store")
     fs.check()
     writer = fs.resume_upload(fs.start_upload("emfile"))
     writer.write(b"acknowledged")
     state = writer.close()
+    fs.put("blobs/present", b"listed")
 
     assert _in_child_without_descriptors(fs.root, state) == {
         "resume_upload": "StorageUnavailable",
         "read_upload": "StorageUnavailable",
+        "list": "StorageUnavailable",
+        "list_uploads": "StorageUnavailable",
     }
+    assert list(fs.list("")) == ["blobs/present"]
+    fs.delete("blobs/present")
 
     # Once descriptors are free again the upload continues from its durable state.
     writer = fs.resume_upload(state)
