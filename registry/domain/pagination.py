@@ -17,7 +17,7 @@ def parse_page(n: str | None, last: str | None, cap: int) -> Page:
     """``n`` must be a non-negative integer no larger than ``cap``."""
     limit: int | None = None
     if n is not None and n != "":
-        if not n.isdigit() or len(n) > 12:
+        if not (n.isascii() and n.isdigit()) or len(n) > 12:
             raise RegistryError(PAGINATION_NUMBER_INVALID, f"invalid n: {n[:50]!r}")
         limit = int(n)
         if limit > cap:

@@ -44,7 +44,7 @@ def _param(call: Call, param: str) -> str:
 
 def _id(call: Call, param: str) -> int:
     raw = call.params[param]
-    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not 1 <= int(raw) <= MAX_ID:
         raise RegistryError(REQUEST_INVALID, f"invalid id: {raw[:50]!r}")
     return int(raw)
 

@@ -46,7 +46,7 @@ def decode(cursor: str | None, endpoint: str, filters: dict[str, Any]) -> int | 
     if (
         len(parts) != 3
         or parts[0] != _VERSION
-        or not parts[1].isdigit()
+        or not (parts[1].isascii() and parts[1].isdigit())
         or len(parts[1]) > 10
         or int(parts[1]) > MAX_POSITION
     ):

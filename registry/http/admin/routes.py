@@ -43,7 +43,7 @@ def _page(
 
 def _policy_id(call: Call) -> int:
     raw = call.params["policy_id"]
-    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not 1 <= int(raw) <= MAX_ID:
         raise RegistryError(REQUEST_INVALID, f"invalid policy id: {raw[:50]!r}")
     return int(raw)
 
