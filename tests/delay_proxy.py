@@ -98,6 +98,10 @@ class DelayProxy:
         finally:
             _shut(source, sink)
 
+    def heal(self) -> None:
+        """Forward every request again (the network is back)."""
+        self._cut.clear()
+
     def close(self) -> None:
         """Stop accepting, cut every connection, wait for the threads (held ones too)."""
         self._closed.set()
