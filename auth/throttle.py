@@ -67,6 +67,8 @@ class LoginThrottle:
         self, session: Session, key: tuple[str, str], limit: int, now: datetime
     ) -> int | None:
         row = session.get(LoginFailure, key)
+        if row is not None and not self._bump(session, row, now):
+            row = None  # purged meanwhile by another process: count afresh
         if row is None:
             row = LoginFailure(username=key[0], client_ip=key[1], window_start=now, failures=1)
             try:
@@ -75,11 +77,8 @@ class LoginThrottle:
                     session.add(row)
             except IntegrityError:
                 row = session.get(LoginFailure, key, populate_existing=True)
-                if row is None:  # pragma: no cover - deleted again in between
-                    return None
-                self._bump(session, row, now)
-        else:
-            self._bump(session, row, now)
+                if row is None or not self._bump(session, row, now):
+                    return None  # pragma: no cover - deleted again in between
         locked = None
         if row.failures >= limit:
             row.locked_until = now + self._lockout
@@ -87,18 +86,26 @@ class LoginThrottle:
         session.flush()
         return locked
 
-    def _bump(self, session: Session, row: LoginFailure, now: datetime) -> None:
-        if now - row.window_start > self._window:
-            row.window_start, row.failures, row.locked_until = now, 1, None
-            return
-        # Increment in SQL so concurrent failures on other replicas are not lost.
-        session.execute(
+    def _bump(self, session: Session, row: LoginFailure, now: datetime) -> bool:
+        """Count one more failure on ``row``; False if the row is gone: another process
+        purged it after we read it (its window over by that process's clock)."""
+        values: dict[str, object] = {"failures": 1, "window_start": now, "locked_until": None}
+        if now - row.window_start <= self._window:
+            # Increment in SQL so concurrent failures on other replicas are not lost.
+            values = {"failures": LoginFailure.failures + 1}
+        result = session.execute(
             update(LoginFailure)
             .where(LoginFailure.username == row.username, LoginFailure.client_ip == row.client_ip)
-            .values(failures=LoginFailure.failures + 1)
+            .values(values)
             .execution_options(synchronize_session=False)
         )
-        session.refresh(row, ["failures"])
+        # Once updated, the row is locked until commit (both databases): no purge can
+        # take it from under the lock that record_failure may still set.
+        if not int(getattr(result, "rowcount", 0) or 0):
+            session.expunge(row)
+            return False
+        session.refresh(row, ["failures", "window_start", "locked_until"])
+        return True
 
     def reset(self, session: Session, username: str, client_ip: str) -> None:
         row = session.get(LoginFailure, self._key(username, client_ip))
