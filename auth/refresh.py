@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from auth.authn import principal_for
@@ -64,8 +64,17 @@ def redeem_refresh_token(
     if principal is None:
         return None
     if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
-        row.last_used_at = now
-        session.flush()
+        touched = session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id)
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not int(getattr(touched, "rowcount", 0) or 0):
+            # Purged since we read it by a process whose clock saw it expired (or
+            # revoked meanwhile): refused like any expired token.
+            session.expunge(row)
+            return None
     return principal
 
 
