@@ -147,7 +147,8 @@ class Driver(Protocol):
         """Yield every key under the directory-like ``prefix`` (recursive).
 
         ``""`` lists everything. Order is unspecified. In-progress uploads are
-        not listed.
+        not listed. A part that cannot be read raises :class:`StorageUnavailable`
+        instead of being left out: fsck would take its objects for missing.
         """
 
     def start_upload(self, upload_id: str) -> UploadState:
@@ -161,13 +162,17 @@ class Driver(Protocol):
         """Open a writer that appends after ``state.size`` durable bytes.
 
         Bytes beyond ``state.size`` left by an earlier abandoned writer are
-        discarded. Raises :class:`UploadStateInvalid` if the upload is gone;
-        a driver may find that out only at the writer's first ``write`` that
-        stores bytes, or at ``close``, which then raise it (nothing is stored).
+        discarded. Raises :class:`UploadStateInvalid` if the upload is gone,
+        including when an upload started later under the same id holds fewer
+        bytes (never padded up to ``state.size``); a driver may find that out
+        only at the writer's first ``write`` that stores bytes, or at ``close``,
+        which then raise it (nothing is stored). A backend failure (too many open
+        files, an I/O error) is :class:`StorageUnavailable`: the upload is kept.
         """
 
     def read_upload(self, state: UploadState) -> Iterator[bytes]:
-        """Stream the ``state.size`` durable bytes of an upload."""
+        """Stream the ``state.size`` durable bytes of an upload; :class:`UploadStateInvalid`
+        if they are not all there (as for ``resume_upload``)."""
 
     def commit_upload(self, state: UploadState, key: str) -> str:
         """Make an upload's bytes a readable, durable object and end the upload.
@@ -179,7 +184,9 @@ class Driver(Protocol):
         Raises :class:`StorageFull` when there is no space left; the upload
         then stays as it was. A commit of the same state to the same key retried
         after a failure succeeds, even if the failed one took effect (its answer
-        lost).
+        lost); a commit of a state whose bytes differ (another last chunk of the
+        same length) must then not pass the earlier object for its own. A state
+        whose bytes are not all there raises :class:`UploadStateInvalid`.
         """
 
     def abort_upload(self, state: UploadState) -> None:

@@ -115,6 +115,18 @@ def _upload_failure(exc: OSError) -> StorageError:
     return _failure(exc, "cannot open upload")
 
 
+def _check_holds(fd: int, size: int) -> None:
+    """Refuse an upload file shorter than its state: not the upload the state describes
+    (another one started under the same id) or bytes lost. Extending it would fill the
+    acknowledged bytes with zeros, which the saved hash state would not notice."""
+    try:
+        held = os.fstat(fd).st_size
+    except OSError as exc:
+        raise _failure(exc, "cannot open upload") from exc
+    if held < size:
+        raise UploadStateInvalid(f"upload holds {held} of the {size} bytes its state names")
+
+
 def _listing_failed(exc: OSError) -> None:
     """os.walk's error hook: a directory removed meanwhile holds nothing, but one that
     cannot be read (EMFILE, EIO) must fail the listing; skipping it would make fsck
@@ -143,12 +155,16 @@ class FilesystemUploadWriter:
         except OSError as exc:
             raise _upload_failure(exc) from exc
         try:
+            _check_holds(self._fd, size)
             # Bytes past the durable size belong to an abandoned writer.
             os.ftruncate(self._fd, size)
             os.lseek(self._fd, size, os.SEEK_SET)
         except OSError as exc:
             os.close(self._fd)
             raise _failure(exc, "cannot resume upload") from exc
+        except StorageError:
+            os.close(self._fd)
+            raise
         self._size = size
         self._durable = size
         self._synced_to = size
@@ -364,6 +380,11 @@ class FilesystemDriver:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise _upload_failure(exc) from exc
+        try:
+            _check_holds(fd, state.size)
+        except StorageError:
+            os.close(fd)
+            raise
         return self._read_fd(fd, 0, state.size)
 
     def commit_upload(self, state: UploadState, key: str) -> str:
@@ -375,7 +396,10 @@ class FilesystemDriver:
                 # failed) after one that renamed: the object is under its own key.
                 _fsync_dir(target.parent)
                 return key
-            if source.stat().st_size != state.size:
+            held = source.stat().st_size
+            if held < state.size:
+                raise UploadStateInvalid(f"upload holds {held} of the {state.size} bytes")
+            if held != state.size:
                 # Trailing bytes of an abandoned writer must not become visible.
                 os.truncate(source, state.size)
                 fd = os.open(source, os.O_WRONLY)
