@@ -66,7 +66,7 @@ def redeem_refresh_token(
     if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
         touched = session.execute(
             update(RefreshToken)
-            .where(RefreshToken.id == row.id)
+            .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
