@@ -16,7 +16,7 @@ from serverenv import database_env, fsck, gc, lading
 from support.server import RegistryFactory
 
 PUSHERS = 4
-DURATION = 20.0
+DURATION = 14.0  # with a 3 s review delay: several review cycles race the pushers
 SHARED_LAYERS = [f"shared layer {i}\n".encode() * (200 + i) for i in range(5)]
 
 
