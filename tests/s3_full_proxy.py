@@ -6,7 +6,9 @@ Requests and answers pass unchanged (SigV4 signatures stay valid) while ``refusi
 completing a multipart upload) is answered like MinIO past its free-space threshold,
 HTTP 507 with code ``XMinioStorageFull``, while reads, lists and deletes still reach the
 server. With "commits", only what makes an upload an object (a copy, a completion) is:
-a store that filled up between an upload's last write and its commit.
+a store that filled up between an upload's last write and its commit. With "after a
+commit", everything passes until a commit succeeds, then it refuses "writes": a store that
+filled up right after a commit.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _HOP_HEADERS = frozenset({"connection", "transfer-encoding", "content-length", "
 class FullProxy:
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").rsplit(":", 1)
-        self.refusing: Literal["nothing", "writes", "commits"] = "nothing"
+        self.refusing: Literal["nothing", "writes", "commits", "after a commit"] = "nothing"
         self.refused = 0  # writes answered 507
         proxy = self
 
@@ -56,7 +58,10 @@ class FullProxy:
                 try:
                     upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     response = upstream_conn.getresponse()
-                    self.answer(response.status, response.getheaders(), response.read())
+                    data = response.read()
+                    if commit and response.status < 300 and proxy.refusing == "after a commit":
+                        proxy.refusing = "writes"
+                    self.answer(response.status, response.getheaders(), data)
                 finally:
                     upstream_conn.close()
 

@@ -350,33 +350,53 @@ class UploadService:
         ``consumed_by``: the object a commit that took effect made of the recorded
         bytes and a last chunk; the retry resends only that chunk, so the recorded
         bytes are copied back into a fresh upload (else the retry found none: 404).
-        Best effort: the client gets the request's own error either way.
+        Best effort: the client gets the request's own error either way. Where no
+        upload holding the recorded bytes can be had, no row is put back: one naming
+        consumed or partial bytes would look alive and still fail the retry, which now
+        gets BLOB_UPLOAD_UNKNOWN at once (the client pushes the blob again).
         """
         state = record.state
-        if state.size == 0:
-            # Storage refusing this most likely refused the commit too: keep the first then.
-            with contextlib.suppress(Exception):
-                self.driver.abort_upload(state)
-                state = self.driver.start_upload(upload_id)
-        elif consumed_by is not None:
-            with contextlib.suppress(Exception):
-                state = self._copy_into_fresh_upload(upload_id, consumed_by, state.size)
+        try:
+            if state.size == 0:
+                state = self._fresh_empty_upload(upload_id, state)
+            elif consumed_by is not None:
+                state = self._copy_into_fresh_upload(upload_id, record.state, consumed_by)
+        except Exception:
+            return
         with contextlib.suppress(Exception):
             insert_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
 
-    def _copy_into_fresh_upload(self, upload_id: str, key: str, size: int) -> UploadState:
-        """A new driver upload under ``upload_id`` holding the first ``size`` bytes of
-        ``key``, made durable (as a PATCH's close does)."""
+    def _fresh_empty_upload(self, upload_id: str, first: UploadState) -> UploadState:
+        try:
+            self.driver.abort_upload(first)
+        except StorageError:
+            return first  # Storage refusing this most likely refused the commit too.
+        return self.driver.start_upload(upload_id)
+
+    def _copy_into_fresh_upload(
+        self, upload_id: str, consumed: UploadState, key: str
+    ) -> UploadState:
+        """A new driver upload under ``upload_id`` holding the first ``consumed.size``
+        bytes of ``key``, made durable (as a PATCH's close does); dropped if that fails.
+
+        Leftovers of the consumed upload go first: on S3 a cleanup after the commit
+        that failed leaves its tails, under which no new upload may start."""
+        self.driver.abort_upload(consumed)
         fresh = self.driver.start_upload(upload_id)
         try:
             writer = self.driver.resume_upload(fresh)
             try:
-                for chunk in self.driver.read(key, 0, size):
+                for chunk in self.driver.read(key, 0, consumed.size):
                     writer.write(chunk)
-                return writer.close()
+                copied = writer.close()
             except BaseException:
                 writer.abandon()
                 raise
+            if copied.size != consumed.size:
+                raise StorageUnavailable(
+                    f"{key!r} gave {copied.size} of the {consumed.size} recorded bytes"
+                )
+            return copied
         except BaseException:
             with contextlib.suppress(StorageError):
                 self.driver.abort_upload(fresh)
