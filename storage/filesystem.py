@@ -269,20 +269,29 @@ class FilesystemDriver:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise _translate(exc, key) from exc
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError as exc:
+            os.close(fd)
+            raise _translate(exc, key) from exc
         # Opening a directory succeeds on Linux; it is not an object.
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not regular:
             os.close(fd)
             raise ObjectNotFound(key)
-        return self._read_fd(fd, offset, length)
+        return self._read_fd(fd, offset, length, repr(key))
 
     @staticmethod
-    def _read_fd(fd: int, offset: int, length: int | None) -> Iterator[bytes]:
+    def _read_fd(fd: int, offset: int, length: int | None, what: str) -> Iterator[bytes]:
+        """Stream from an open file, closing it; a failed read (EIO) is an outage."""
         try:
             remaining = length
             position = offset
             while remaining is None or remaining > 0:
                 want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                chunk = os.pread(fd, want, position)
+                try:
+                    chunk = os.pread(fd, want, position)
+                except OSError as exc:
+                    raise StorageUnavailable(f"cannot read {what}: {exc.strerror}") from exc
                 if not chunk:
                     return
                 position += len(chunk)
@@ -385,7 +394,7 @@ class FilesystemDriver:
         except StorageError:
             os.close(fd)
             raise
-        return self._read_fd(fd, 0, state.size)
+        return self._read_fd(fd, 0, state.size, "upload")
 
     def commit_upload(self, state: UploadState, key: str) -> str:
         source = self._upload_path(state)
