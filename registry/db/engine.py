@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db.disk_full import full_disk_refused
@@ -181,6 +181,26 @@ class Database:
                     raise
                 log.info("write transaction rolled back by the database (%s): retrying", code)
                 time.sleep(0.01 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def commit_unlocked(self, work: Callable[[Session], T], attempts: int = 5) -> T:
+        """Run ``work`` in a session outside the writer lock and commit what it wrote.
+
+        For logins: password hashing is slow by design and must not hold the lock that
+        pushes need, and the failure counters ``work`` writes are committed also when
+        it returns a refusal. A deferred SQLite transaction may lose a race to another
+        writer (OperationalError): retried from the start.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.read_session_factory() as session:
+                    result = work(session)
+                    session.commit()
+                return result
+            except OperationalError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
     @contextmanager

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from anyio import to_thread
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -33,20 +31,13 @@ class TokenRoutes:
     def _run(self, call: str, *args: object) -> TokenResponse:
         service = self.auth.service
         assert service is not None
-        # Not under the writer lock: password hashing is slow by design. A
-        # deferred SQLite transaction may lose a race to another writer; retry.
-        for attempt in range(5):
-            try:
-                # Commit even for errors: failed-login counters are rows in this session.
-                with self.db.read_session_factory() as session:
-                    result: TokenResponse = getattr(service, call)(session, *args)
-                    session.commit()
-                return result
-            except OperationalError:
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        # Failed-login counters are rows of this session: committed for refusals too.
+        def work(session: Session) -> TokenResponse:
+            result: TokenResponse = getattr(service, call)(session, *args)
+            return result
+
+        return self.db.commit_unlocked(work)
 
     async def get(self, request: Request) -> Response:
         result = await to_thread.run_sync(

@@ -16,13 +16,10 @@ import base64
 import binascii
 import hmac
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from anyio import to_thread
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -43,7 +40,6 @@ from registry.db.engine import Database
 from registry.domain.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, RegistryError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lading-admin"'}
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="lading-admin"'}
 
@@ -83,25 +79,6 @@ class OpenAdminAccess:
         return AdminPrincipal(subject=f"anonymous@{_client(request)}", kind="anonymous")
 
 
-def _in_login_session(db: Database, work: Callable[[Session], T]) -> T:
-    """Run ``work`` and commit, also when the caller is refused: failure counters are rows.
-
-    Not under SQLite's writer lock, as /token: a deferred transaction may lose a race to
-    another writer; retry.
-    """
-    for attempt in range(5):
-        try:
-            with db.read_session_factory() as session:
-                result = work(session)
-                session.commit()
-                return result
-        except OperationalError:
-            if attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _locked_out(wait: int) -> RegistryError:
     return RegistryError(
         TOOMANYREQUESTS,
@@ -130,7 +107,7 @@ class AdminTokenCheck:
         def admit(session: Session) -> bool:
             return self._admits(session, value, client_ip)
 
-        return await to_thread.run_sync(_in_login_session, self.db, admit)
+        return await to_thread.run_sync(self.db.commit_unlocked, admit)
 
     def _admits(self, session: Session, value: str, client_ip: str) -> bool:
         wait = self.throttle.retry_after(session, ADMIN_TOKEN_LOGIN, client_ip)
@@ -157,7 +134,7 @@ class AdminTokenCheck:
             if locked is not None:
                 log.warning("admin API: %s locked out for %d s", client_ip, locked)
 
-        await to_thread.run_sync(_in_login_session, self.db, count)
+        await to_thread.run_sync(self.db.commit_unlocked, count)
 
     def _is_registry_token(self, value: str) -> bool:
         if self.verifier is None or value.count(".") != 2:
@@ -236,15 +213,10 @@ class AccountAdminAccess:
 
     def _check(self, username: str, password: str, client_ip: str) -> AdminPrincipal:
         # Not under the writer lock (as /token): argon2 there would let wrong passwords
-        # stall every push. A deferred SQLite transaction may lose a race; retry.
-        for attempt in range(5):
-            try:
-                principal, robot_admin = self._verify(username, password, client_ip)
-                break
-            except OperationalError:
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        # stall every push.
+        principal, robot_admin = self.db.commit_unlocked(
+            lambda session: self._verify(session, username, password, client_ip)
+        )
         # Raised after the commit: failed-login counters must be stored.
         if principal is None:
             raise unauthorized("invalid username or password", _BASIC_CHALLENGE)
@@ -257,24 +229,19 @@ class AccountAdminAccess:
         return AdminPrincipal(principal.username, "account")
 
     def _verify(
-        self, username: str, password: str, client_ip: str
+        self, session: Session, username: str, password: str, client_ip: str
     ) -> tuple[Principal | None, bool]:
         throttle = self.auth.throttle
-        with self.db.read_session_factory() as session:
-            wait = throttle.retry_after(session, username, client_ip)
-            if wait is not None:
-                raise _locked_out(wait)
-            principal = authenticate(session, self.auth.passwords, username, password)
-            if principal is None:
-                throttle.record_failure(session, username, client_ip)
-            else:
-                throttle.reset(session, username, client_ip)
-            robot = (
-                get_robot(session, principal.robot_id) if principal and principal.robot_id else None
-            )
-            robot_admin = robot is not None and robot_is_admin(robot)
-            session.commit()
-        return principal, robot_admin
+        wait = throttle.retry_after(session, username, client_ip)
+        if wait is not None:
+            raise _locked_out(wait)
+        principal = authenticate(session, self.auth.passwords, username, password)
+        if principal is None:
+            throttle.record_failure(session, username, client_ip)
+        else:
+            throttle.reset(session, username, client_ip)
+        robot = get_robot(session, principal.robot_id) if principal and principal.robot_id else None
+        return principal, robot is not None and robot_is_admin(robot)
 
     def _robot_bearer(self, secret: str) -> AdminPrincipal:
         """A robot's secret as a bearer token (256 random bits).
