@@ -9,63 +9,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-import sqlite3
 import time
-from collections.abc import Iterator
 
 import httpx
 import psutil
-import psycopg
 import pytest
-from support.postgres import wants_postgres
+from support.refusals import refusing
 from support.server import RegistryFactory, RegistryServer, start_lading
 from v2client import digest_of, finish_upload, location, patch_chunk, random_bytes
 
 REPO = "api/upload-failures"
 MIB = 1024 * 1024
 SINGLE = ["--workers", "1"]
-_SQLITE_RAISE = "SELECT RAISE(ABORT, 'database or disk is full')"
-_PG_FUNCTION = (
-    "CREATE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS"
-    " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
-)
-
-
-def _run_sql(server: RegistryServer, statements: list[str]) -> None:
-    if wants_postgres():
-        url = (server.data_dir / "test-database-url").read_text().strip()
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement.encode())
-        return
-    with contextlib.closing(sqlite3.connect(server.data_dir / "lading.db", timeout=30)) as db:
-        for statement in statements:
-            db.execute(statement)
-        db.commit()
-
-
-@contextlib.contextmanager
-def _refusing(server: RegistryServer, event: str, table: str, when: str = "") -> Iterator[None]:
-    """The database refuses ``event`` on ``table`` (where ``when`` holds) as a full
-    disk would (PostgreSQL: SQLSTATE 53100 disk_full)."""
-    if wants_postgres():
-        condition = f" WHEN ({when})" if when else ""
-        create = (
-            f"CREATE TRIGGER refuse BEFORE {event} ON {table} FOR EACH ROW{condition}"
-            " EXECUTE FUNCTION refuse_write()"
-        )
-        _run_sql(server, [_PG_FUNCTION, create])
-    else:
-        condition = f" WHEN {when}" if when else ""
-        create = f"CREATE TRIGGER refuse BEFORE {event} ON {table}{condition}"
-        _run_sql(server, [f"{create} BEGIN {_SQLITE_RAISE}; END"])
-    try:
-        yield
-    finally:
-        if wants_postgres():
-            _run_sql(server, [f"DROP TRIGGER refuse ON {table}", "DROP FUNCTION refuse_write()"])
-        else:
-            _run_sql(server, ["DROP TRIGGER refuse"])
 
 
 def _kill(server: RegistryServer) -> None:
@@ -132,7 +87,7 @@ def test_patch_refused_by_the_database_keeps_what_was_acknowledged(
         url = location(response)
         # Every write that ends a lease (the PATCH's record of its new state, the
         # release) is refused; taking or renewing one still goes through.
-        ends_lease = _refusing(
+        ends_lease = refusing(
             server, "UPDATE OF lease_token", "upload_sessions", "NEW.lease_token IS NULL"
         )
         with ends_lease, server.client(timeout=30) as refused_client:
@@ -160,7 +115,7 @@ def test_final_put_on_a_fresh_session_committed_but_unrecorded(
         started = client.post(f"/v2/{REPO}/blobs/uploads/")
         assert started.status_code == 202, started.text
         url = location(started)
-        with _refusing(server, "INSERT", "blobs"), server.client(timeout=30) as refused_client:
+        with refusing(server, "INSERT", "blobs"), server.client(timeout=30) as refused_client:
             failed = finish_upload(refused_client, url, digest_of(data), data)
             assert failed.status_code >= 500, failed.text
         status = client.get(url)

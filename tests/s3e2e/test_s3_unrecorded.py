@@ -9,52 +9,16 @@ makes every write of an upload's size fail as a full disk would (PostgreSQL: SQL
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import random
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import psycopg
 import pytest
 from s3e2e_support import MiB, S3Target, patch, start_upload, with_digest
-from support.postgres import wants_postgres
+from support.refusals import refusing
 from support.server import RegistryServer
 
 REPO = "s3e2e/unrecorded"
-_SQLITE_REFUSE = (
-    "CREATE TRIGGER refuse_size BEFORE UPDATE OF size ON upload_sessions"
-    " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-)
-_PG_REFUSE = [
-    "CREATE FUNCTION refuse_size() RETURNS trigger LANGUAGE plpgsql AS"
-    " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$",
-    "CREATE TRIGGER refuse_size BEFORE UPDATE OF size ON upload_sessions"
-    " FOR EACH ROW EXECUTE FUNCTION refuse_size()",
-]
-_PG_ALLOW = ["DROP TRIGGER refuse_size ON upload_sessions", "DROP FUNCTION refuse_size()"]
-
-
-def _run_sql(server: RegistryServer, statements: list[str]) -> None:
-    if wants_postgres():
-        url = (server.data_dir / "test-database-url").read_text().strip()
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement.encode())
-        return
-    with contextlib.closing(sqlite3.connect(server.data_dir / "lading.db", timeout=30)) as db:
-        for statement in statements:
-            db.execute(statement)
-        db.commit()
-
-
-@contextlib.contextmanager
-def _refusing_size_writes(server: RegistryServer) -> Iterator[None]:
-    _run_sql(server, _PG_REFUSE if wants_postgres() else [_SQLITE_REFUSE])
-    try:
-        yield
-    finally:
-        _run_sql(server, _PG_ALLOW if wants_postgres() else ["DROP TRIGGER refuse_size"])
 
 
 @pytest.mark.parametrize("acked_size", [MiB, 6 * MiB], ids=["tail-only", "with-parts"])
@@ -68,7 +32,10 @@ def test_unrecorded_patch_keeps_the_upload(
     with server.client(timeout=60) as client:
         url = patch(client, start_upload(client, REPO), 0, acked)
         # Its own connection: the server may close one after an internal error.
-        with _refusing_size_writes(server), server.client(timeout=60) as refused_client:
+        with (
+            refusing(server, "UPDATE OF size", "upload_sessions"),
+            server.client(timeout=60) as refused_client,
+        ):
             response = refused_client.patch(
                 url,
                 content=refused,
