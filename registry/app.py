@@ -161,7 +161,7 @@ def build_components(settings: Settings) -> Components:
         db=db,
         driver=driver,
         blobs=BlobService(db, driver),
-        uploads=UploadService(db, driver),
+        uploads=UploadService(db, driver, settings.upload_purge_after_hours * 3600),
         manifests=ManifestService(db, driver, settings.max_manifest_bytes),
         listing=ListingService(db, settings.page_size_max),
         access=access,

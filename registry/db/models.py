@@ -201,6 +201,19 @@ class UploadSession(Base):
     __table_args__ = (Index("ix_upload_sessions_updated_at", "updated_at"),)
 
 
+class UploadEnd(Base):
+    """An issued upload reference (registry.domain.upload_refs) that was completed or
+    cancelled: a session POST never recorded, so only this refuses its reuse."""
+
+    __tablename__ = "upload_ends"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Epoch seconds; past it the reference is refused as too old anyway.
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_upload_ends_expires_at", "expires_at"),)
+
+
 # -- online garbage collection (migration 0002) -------------------------------
 # Review times are epoch seconds so database triggers on SQLite and PostgreSQL
 # can write them with plain arithmetic; the grace delay is applied by workers.

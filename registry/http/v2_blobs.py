@@ -292,9 +292,11 @@ class BlobRoutes:
             )  # fmt: skip
         elif has_body:
             # The final chunk may carry Content-Range: an out-of-order one is 416, not appended.
-            appender = await self._open_appender(
-                request, status.repository, status.id, principal, chunked=True
-            )
+            start = _chunk_start(request, length)
+            appender = await to_thread.run_sync(
+                self.uploads.open_final,
+                status.repository, status.id, principal.subject, start, digest.algorithm,
+            )  # fmt: skip
             try:
                 await pump_into(request, appender, length)
                 info = await to_thread.run_sync(self.uploads.complete_appender, appender, digest)

@@ -274,6 +274,12 @@ class GarbageCollector:
                 with contextlib.suppress(StorageError):
                     self.driver.abort_upload(UploadState(token, size))
         self._purge_orphan_uploads(report)
+        with self.db.write() as session:
+            # Ended references past their lifetime: refused as too old by now anyway.
+            session.execute(
+                text("DELETE FROM upload_ends WHERE expires_at < :now"),
+                {"now": gc_tasks.db_now(session)},
+            )
 
     def _purge_orphan_uploads(self, report: GcReport) -> None:
         """Uploads storage holds without a row: aborted once seen that way long enough.

@@ -1,7 +1,8 @@
 """Appending one request's bytes to an upload, under a lease on its session row.
 
 Also the helpers an upload service shares with it: the lease statements, the
-"busy" answer and the mapping of driver errors to registry errors.
+"busy" answer, the mapping of driver errors to registry errors, and the fresh
+uploads a failed commit's session is put back with.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from storage.driver import (
     ObjectTooLarge,
     StorageError,
     StorageFull,
+    StorageUnavailable,
     UploadState,
     UploadStateInvalid,
     UploadWriter,
@@ -157,6 +159,7 @@ class Appender:
         initial_state: UploadState | None = None,
         lease: str | None = None,
         session: SessionRecord | None = None,
+        ends: str | None = None,
     ) -> None:
         self._db = db
         self._driver = driver
@@ -172,6 +175,8 @@ class Appender:
         self.lease = lease
         # The leased row as recorded, for a final PUT to put back if its commit fails.
         self.session = session
+        # The issued reference a direct upload completes (see UploadService.open_final).
+        self.ends = ends
         self._renewed_at = time.monotonic()
 
     def _renew(self) -> None:
@@ -236,3 +241,42 @@ class Appender:
             self.abandon()
             raise
         return UploadStatus(self.upload_id, self.repository, state.size)
+
+
+def fresh_empty_upload(driver: Driver, upload_id: str, first: UploadState) -> UploadState:
+    """An empty session's upload anew under its id, as a failed commit may have consumed it."""
+    try:
+        driver.abort_upload(first)
+    except StorageError:
+        return first  # Storage refusing this most likely refused the commit too.
+    return driver.start_upload(upload_id)
+
+
+def copy_into_fresh_upload(
+    driver: Driver, upload_id: str, consumed: UploadState, key: str
+) -> UploadState:
+    """A new driver upload under ``upload_id`` holding the first ``consumed.size``
+    bytes of ``key``, made durable (as a PATCH's close does); dropped if that fails.
+
+    Leftovers of the consumed upload go first: on S3 a cleanup after the commit
+    that failed leaves its tails, under which no new upload may start."""
+    driver.abort_upload(consumed)
+    fresh = driver.start_upload(upload_id)
+    try:
+        writer = driver.resume_upload(fresh)
+        try:
+            for chunk in driver.read(key, 0, consumed.size):
+                writer.write(chunk)
+            copied = writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
+        if copied.size != consumed.size:
+            raise StorageUnavailable(
+                f"{key!r} gave {copied.size} of the {consumed.size} recorded bytes"
+            )
+        return copied
+    except BaseException:
+        with contextlib.suppress(StorageError):
+            driver.abort_upload(fresh)
+        raise

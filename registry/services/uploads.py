@@ -3,7 +3,10 @@
 An upload row records the driver's durable state, the byte count and the
 saved hash context, so any process can continue an upload and a restart
 loses no acknowledged byte. A single-request (monolithic) upload records no
-row at all: nothing is acknowledged until its blob is committed.
+row at all: nothing is acknowledged until its blob is committed. Nor does
+POST: its reference stands for an empty session (registry.domain.upload_refs)
+until a PATCH stores bytes, and a PUT with the whole blob is a single-request
+upload that also ends the reference (upload_ends).
 """
 
 from __future__ import annotations
@@ -11,128 +14,68 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 import uuid
-from dataclasses import dataclass
 
 from registry.db.engine import Database
-from registry.db.raw import ClockedSql, RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
     RANGE_INVALID,
-    UNAVAILABLE,
     RegistryError,
 )
 from registry.domain.hashing import Hasher, new_hasher
+from registry.domain.upload_refs import (
+    is_issued_reference,
+    issue_reference,
+    issued_at,
+    verified_issue_time,
+)
 from registry.services.blobs import BlobInfo
-from registry.services.repositories import ensure_repository_raw
 from registry.services.upload_appender import (
     LEASE_SECONDS,
     SessionRecord,
     busy_error,
+    copy_into_fresh_upload,
     driver_errors,
+    fresh_empty_upload,
     insert_session,
     release_lease,
 )
 from registry.services.upload_appender import Appender as Appender
 from registry.services.upload_appender import UploadStatus as UploadStatus
-from storage.driver import Driver, StorageError, StorageUnavailable, UploadState
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    id: str
-    repository: str
-    subject: str | None
-    driver_state: str
-    size: int
-    hash_algorithm: str
-    hash_state: bytes | None
-
-    @property
-    def state(self) -> UploadState:
-        return UploadState(self.driver_state, self.size)
-
-    @property
-    def record(self) -> SessionRecord:
-        return SessionRecord(self.subject, self.hash_algorithm, self.hash_state, self.state)
-
-
-_SELECT_ROW = (
-    "SELECT id, repository_name, subject, driver_state, size, hash_algorithm, hash_state"
-    " FROM upload_sessions WHERE id = :id"
+from registry.services.upload_rows import (
+    BLOB_EXISTS,
+    CLAIM_ROW,
+    SELECT_ISSUED,
+    SELECT_ROW,
+    TAKE_LEASE,
+    ReferenceEnd,
+    SessionRow,
+    link_existing,
+    record_blob,
 )
-# Lease times are on the database's clock (see ClockedSql): replicas whose clocks
-# disagree must not take over a live lease, nor keep writing on an expired one.
-_TAKE_LEASE = ClockedSql(
-    "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = {expires}"
-    " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now})"
+from storage.driver import (
+    Driver,
+    StorageError,
+    StorageUnavailable,
+    UploadState,
+    UploadStateInvalid,
 )
-# Ending a session claims its row first: no other request may be writing it.
-_CLAIM_ROW = ClockedSql(
-    "DELETE FROM upload_sessions WHERE id = :id AND size = :size"
-    " AND (lease_token IS NULL OR lease_token = :lease OR lease_expires_at < {now})"
-)
-# Re-linking renews the link's age: online GC spares links younger than its
-# grace period, so a client re-pushing a layer is not raced by the collector.
-_LINK = (
-    "INSERT INTO repository_blobs (repository_id, blob_digest, created_at)"
-    " VALUES (:repo, :digest, :now) ON CONFLICT (repository_id, blob_digest)"
-    " DO UPDATE SET created_at = excluded.created_at"
-)
-_RECORD_BLOB = (
-    "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (:digest, :size, :key, :now)"
-    " ON CONFLICT (digest) DO NOTHING"
-)
-
-
-_BLOB_EXISTS = "SELECT 1 FROM blobs WHERE digest = :digest"
-
-
-def _blob_row(tx: RawTx, digest: str) -> tuple[int, str] | None:
-    """The blob's size and key, locked against a concurrent collector on PostgreSQL."""
-    sql = "SELECT size, storage_key FROM blobs WHERE digest = :digest"
-    row = tx.one(sql + " FOR SHARE" if tx.is_postgres else sql, {"digest": digest})
-    return None if row is None else (int(row[0]), str(row[1]))
-
-
-def link_blob_raw(tx: RawTx, repository: str, digest: str, now: object) -> None:
-    repo_id = ensure_repository_raw(tx, repository, now)
-    tx.run(_LINK, {"repo": repo_id, "digest": digest, "now": now})
-
-
-def _link_existing(tx: RawTx, repository: str, digest: str) -> tuple[int, str] | None:
-    existing = _blob_row(tx, digest)
-    if existing is not None:
-        link_blob_raw(tx, repository, digest, tx.timestamp())
-    return existing
-
-
-def _record_blob(tx: RawTx, repository: str, digest: str, size: int, key: str) -> tuple[int, str]:
-    """Record the blob unless another upload did; link it; the row now on record."""
-    now = tx.timestamp()
-    for _ in range(3):
-        tx.run(_RECORD_BLOB, {"digest": digest, "size": size, "key": key, "now": now})
-        row = _blob_row(tx, digest)
-        if row is not None:
-            break
-        # PostgreSQL: a collector deleted the existing row while we waited on its
-        # lock; our bytes are durable under their own key, so record them anew.
-    else:
-        raise RegistryError(UNAVAILABLE, "blob is being collected concurrently; retry")
-    link_blob_raw(tx, repository, digest, now)
-    return row
 
 
 class UploadService:
-    def __init__(self, db: Database, driver: Driver) -> None:
+    def __init__(self, db: Database, driver: Driver, session_lifetime: float = 24 * 3600) -> None:
         self.db = db
         self.driver = driver
+        # How long an issued reference stands for an empty session: as long as the
+        # purge of abandoned uploads (upload_purge_after) leaves a recorded one.
+        self.session_lifetime = session_lifetime
 
-    def _load(self, repository: str, upload_id: str, subject: str | None) -> _Row:
-        found = self.db.fetch_one(_SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
-        row = None if found is None else _Row(*found)
+    def _load(self, repository: str, upload_id: str, subject: str | None) -> SessionRow:
+        found = self.db.fetch_one(SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
+        row = None if found is None else SessionRow(*found)
         # A session is bound to its repository and to whoever started it.
         if (
             row is None
@@ -142,27 +85,38 @@ class UploadService:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
         return row
 
+    def _resolve(self, repository: str, upload_id: str, subject: str | None) -> SessionRow | None:
+        """The session's row, or None for an issued reference without one (an empty
+        session); BLOB_UPLOAD_UNKNOWN when neither, or when it ended or expired."""
+        now = time.time()
+        issued = verified_issue_time(upload_id, repository, subject, now)
+        if issued is None:
+            return self._load(repository, upload_id, subject)
+        found = self.db.fetch_one(SELECT_ISSUED, {"id": upload_id})
+        if found is not None and found[0] is None:
+            if found[1] is not None:
+                # The check value bound the reference to this repository and subject.
+                return SessionRow(*found[1:])
+            if now < issued + self.session_lifetime:
+                return None
+        raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
+
+    def _end_of(self, reference: str | None) -> ReferenceEnd | None:
+        if reference is None or not is_issued_reference(reference):
+            return None
+        return ReferenceEnd(reference, issued_at(reference) + int(self.session_lifetime) + 1)
+
     def _start_driver(self, upload_id: str) -> UploadState:
         with driver_errors():
             return self.driver.start_upload(upload_id)
 
-    def start(
-        self, repository: str, subject: str | None, algorithm: str = "sha256"
-    ) -> UploadStatus:
-        upload_id = uuid.uuid4().hex
-        state = self._start_driver(upload_id)
-        record = SessionRecord(subject, algorithm, new_hasher(algorithm).saved_state(), state)
-        try:
-            insert_session(self.db, upload_id, repository, record)
-        except Exception:
-            # No row will ever point to these storage bytes (a full disk, say): drop them.
-            with contextlib.suppress(StorageError):
-                self.driver.abort_upload(state)
-            raise
-        return UploadStatus(upload_id, repository, 0)
+    def start(self, repository: str, subject: str | None) -> UploadStatus:
+        """A new empty session: a reference only, nothing written anywhere."""
+        return UploadStatus(issue_reference(repository, subject, time.time()), repository, 0)
 
-    def open_direct(self, repository: str, algorithm: str) -> Appender:
-        """A one-request upload: no row until the blob itself is committed."""
+    def open_direct(self, repository: str, algorithm: str, ends: str | None = None) -> Appender:
+        """A one-request upload: no row until the blob itself is committed. ``ends``:
+        the issued reference whose empty session this upload completes."""
         upload_id = uuid.uuid4().hex
         state = self._start_driver(upload_id)
         with driver_errors():
@@ -177,33 +131,88 @@ class UploadService:
             new_hasher(algorithm),
             recorded=False,
             initial_state=state,
+            ends=ends,
         )
 
     def status(self, repository: str, upload_id: str, subject: str | None) -> UploadStatus:
-        row = self._load(repository, upload_id, subject)
-        return UploadStatus(row.id, repository, row.size)
+        row = self._resolve(repository, upload_id, subject)
+        return UploadStatus(upload_id, repository, 0 if row is None else row.size)
+
+    @staticmethod
+    def _check_start(repository: str, upload_id: str, size: int, start: int | None) -> None:
+        if start is not None and start != size:
+            raise RegistryError(
+                RANGE_INVALID,
+                f"chunk starts at {start} but the upload has {size} bytes",
+                headers={
+                    "Range": f"0-{max(size - 1, 0)}",
+                    "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
+                    "Docker-Upload-UUID": upload_id,
+                },
+            )
+
+    def _record_empty(self, repository: str, upload_id: str, subject: str | None) -> SessionRow:
+        """Give an issued reference's empty session its storage and row, for a PATCH."""
+        try:
+            state = self.driver.start_upload(upload_id)
+        except UploadStateInvalid as exc:
+            # Storage under this id but no row: another request is starting this session
+            # right now, or one died doing so. Nothing was acknowledged into it.
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
+        except StorageError:
+            with driver_errors():
+                raise
+        record = SessionRecord(subject, "sha256", new_hasher("sha256").saved_state(), state)
+        try:
+            insert_session(self.db, upload_id, repository, record)
+        except Exception:
+            if self.db.fetch_one(SELECT_ROW, {"id": upload_id}) is not None:
+                # Another request recorded it first (S3 cannot refuse the second start):
+                # the storage may be that request's, so leave it.
+                raise busy_error(upload_id, repository, 0) from None
+            with contextlib.suppress(StorageError):
+                self.driver.abort_upload(state)
+            raise
+        return SessionRow(
+            upload_id, repository, subject, state.token, 0, "sha256", record.hash_state
+        )
 
     def open_append(
         self, repository: str, upload_id: str, subject: str | None, start: int | None
     ) -> Appender:
-        """Take the session's lease to append; ``start`` (from Content-Range) must equal
-        the current size. The row stays as recorded until the request records a new
-        state (PATCH) or its commit ends the session (final PUT), so a request that
+        """Take the session's lease to append (a PATCH); ``start`` (from Content-Range)
+        must equal the current size. The row stays as recorded until the request records
+        a new state (PATCH) or its commit ends the session (final PUT), so a request that
         fails before then, its process included, leaves the session as it was."""
-        row = self._load(repository, upload_id, subject)
-        if start is not None and start != row.size:
-            raise RegistryError(
-                RANGE_INVALID,
-                f"chunk starts at {start} but the upload has {row.size} bytes",
-                headers={
-                    "Range": f"0-{max(row.size - 1, 0)}",
-                    "Location": f"/v2/{repository}/blobs/uploads/{row.id}",
-                    "Docker-Upload-UUID": row.id,
-                },
-            )
+        row = self._resolve(repository, upload_id, subject)
+        if row is None:
+            self._check_start(repository, upload_id, 0, start)
+            row = self._record_empty(repository, upload_id, subject)
+        return self._lease(row, repository, start)
+
+    def open_final(
+        self,
+        repository: str,
+        upload_id: str,
+        subject: str | None,
+        start: int | None,
+        algorithm: str,
+    ) -> Appender:
+        """Append a final PUT's chunk: onto the recorded session, or for an empty one
+        (no row) as a one-request upload that ends its reference when it commits; a
+        request that fails before then leaves the empty session as it was."""
+        row = self._resolve(repository, upload_id, subject)
+        if row is not None:
+            return self._lease(row, repository, start)
+        self._check_start(repository, upload_id, 0, start)
+        return self.open_direct(repository, algorithm, ends=upload_id)
+
+    def _lease(self, row: SessionRow, repository: str, start: int | None) -> Appender:
+        self._check_start(repository, row.id, row.size, start)
+        upload_id = row.id
         lease = uuid.uuid4().hex
         params = {"lease": lease, "id": row.id, "size": row.size}
-        taken = self.db.run_raw(lambda tx: tx.run_clocked(_TAKE_LEASE, params, LEASE_SECONDS))
+        taken = self.db.run_raw(lambda tx: tx.run_clocked(TAKE_LEASE, params, LEASE_SECONDS))
         if not taken:
             raise busy_error(row.id, repository, row.size)
         hasher: Hasher | None = None
@@ -244,7 +253,12 @@ class UploadService:
         self, repository: str, upload_id: str, subject: str | None, digest: Digest
     ) -> BlobInfo:
         """Verify the digest, make the blob durable and visible, end the session."""
-        row = self._load(repository, upload_id, subject)
+        row = self._resolve(repository, upload_id, subject)
+        if row is None:
+            # An empty session completed without a body: the empty blob, or a wrong digest.
+            return self._write_and_complete(
+                self.open_direct(repository, digest.algorithm, ends=upload_id), b"", digest
+            )
         actual: str | None = None  # None: hash the committed object instead
         if row.hash_state is not None and row.hash_algorithm == digest.algorithm:
             actual = new_hasher(digest.algorithm, row.hash_state).hexdigest()
@@ -264,9 +278,8 @@ class UploadService:
     ) -> BlobInfo:
         """A final chunk already in memory, appended and committed in one blocking call
         (one thread hand-off instead of three for the many small layers)."""
-        return self._write_and_complete(
-            self.open_append(repository, upload_id, subject, start), data, digest
-        )
+        appender = self.open_final(repository, upload_id, subject, start, digest.algorithm)
+        return self._write_and_complete(appender, data, digest)
 
     def put_direct(self, repository: str, data: bytes, digest: Digest) -> BlobInfo:
         """A whole single-request blob already in memory."""
@@ -276,7 +289,8 @@ class UploadService:
 
     def _write_and_complete(self, appender: Appender, data: bytes, digest: Digest) -> BlobInfo:
         try:
-            appender.write(data)
+            if data:
+                appender.write(data)
             return self.complete_appender(appender, digest)
         except BaseException:
             appender.abandon()
@@ -303,6 +317,7 @@ class UploadService:
             lease=appender.lease,
             recorded_size=appender.start,
             restore=appender.session,
+            ends=appender.ends,
         )
 
     def _commit(
@@ -317,6 +332,7 @@ class UploadService:
         lease: str | None,
         recorded_size: int | None = None,
         restore: SessionRecord | None = None,
+        ends: str | None = None,
     ) -> BlobInfo:
         """Verify, commit and record the blob; a recorded session is ended first.
 
@@ -324,24 +340,44 @@ class UploadService:
         (a 503 or 507 of the storage commit, say) for any reason but a wrong digest,
         so nothing acknowledged is lost. A wrong digest ends the upload, as in CNCF
         distribution (its failed Commit cancels): the bytes are known wrong.
+        ``ends``: the issued reference a one-request upload completes (else
+        ``upload_id`` is the session's own), marked ended with the blob's record.
         """
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease)
         committed: list[str] = []  # the storage commit's key, once it took effect
         try:
-            return self._commit_claimed(repository, upload_id, state, actual_hex, digest, committed)
+            return self._commit_claimed(
+                repository,
+                upload_id,
+                state,
+                actual_hex,
+                digest,
+                committed,
+                self._end_of(ends or upload_id),
+            )
         except BaseException as exc:
             wrong = isinstance(exc, RegistryError) and exc.code is DIGEST_INVALID
             if recorded and restore is not None and not wrong:
                 # A last chunk this request appended went into the commit with the rest.
                 appended = bool(committed) and state.size != restore.state.size
-                self._restore(repository, upload_id, restore, committed[0] if appended else None)
+                consumed_by = committed[0] if appended else None
+                if not self._restore(repository, upload_id, restore, consumed_by):
+                    # Its reference must not stand for an empty session again.
+                    self._mark_ended(self._end_of(upload_id))
             raise
+
+    def _mark_ended(self, end: ReferenceEnd | None) -> None:
+        """Best effort, on a failure path: a reference that stays unended only looks
+        like a fresh empty session, whose PATCH at a later offset is refused."""
+        if end is not None:
+            with contextlib.suppress(Exception), self.db.raw_transaction() as tx:
+                end.record(tx)
 
     def _restore(
         self, repository: str, upload_id: str, record: SessionRecord, consumed_by: str | None
-    ) -> None:
+    ) -> bool:
         """Put back a session whose commit failed, so the client's retry finds it.
 
         Drivers make a retried commit succeed even where the failed one took effect;
@@ -358,49 +394,16 @@ class UploadService:
         state = record.state
         try:
             if state.size == 0:
-                state = self._fresh_empty_upload(upload_id, state)
+                state = fresh_empty_upload(self.driver, upload_id, state)
             elif consumed_by is not None:
-                state = self._copy_into_fresh_upload(upload_id, record.state, consumed_by)
+                state = copy_into_fresh_upload(self.driver, upload_id, record.state, consumed_by)
         except Exception:
-            return
-        with contextlib.suppress(Exception):
+            return False
+        try:
             insert_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
-
-    def _fresh_empty_upload(self, upload_id: str, first: UploadState) -> UploadState:
-        try:
-            self.driver.abort_upload(first)
-        except StorageError:
-            return first  # Storage refusing this most likely refused the commit too.
-        return self.driver.start_upload(upload_id)
-
-    def _copy_into_fresh_upload(
-        self, upload_id: str, consumed: UploadState, key: str
-    ) -> UploadState:
-        """A new driver upload under ``upload_id`` holding the first ``consumed.size``
-        bytes of ``key``, made durable (as a PATCH's close does); dropped if that fails.
-
-        Leftovers of the consumed upload go first: on S3 a cleanup after the commit
-        that failed leaves its tails, under which no new upload may start."""
-        self.driver.abort_upload(consumed)
-        fresh = self.driver.start_upload(upload_id)
-        try:
-            writer = self.driver.resume_upload(fresh)
-            try:
-                for chunk in self.driver.read(key, 0, consumed.size):
-                    writer.write(chunk)
-                copied = writer.close()
-            except BaseException:
-                writer.abandon()
-                raise
-            if copied.size != consumed.size:
-                raise StorageUnavailable(
-                    f"{key!r} gave {copied.size} of the {consumed.size} recorded bytes"
-                )
-            return copied
-        except BaseException:
-            with contextlib.suppress(StorageError):
-                self.driver.abort_upload(fresh)
-            raise
+        except Exception:
+            return False
+        return True
 
     def _commit_claimed(
         self,
@@ -410,6 +413,7 @@ class UploadService:
         actual_hex: str | None,
         digest: Digest,
         committed_keys: list[str],
+        end: ReferenceEnd | None,
     ) -> BlobInfo:
         """``committed_keys`` gets the storage commit's key as soon as it took effect."""
         committed: str | None = None
@@ -425,6 +429,7 @@ class UploadService:
                     self.driver.delete(committed)
         if actual_hex != digest.hex:
             self._discard(upload_id, state, recorded=False)
+            self._mark_ended(end)
             raise RegistryError(
                 DIGEST_INVALID,
                 "provided digest did not match uploaded content",
@@ -434,8 +439,8 @@ class UploadService:
         # Fast path: the blob already exists; link it and drop our copy. The
         # cheap unlocked look is confirmed under the write lock.
         existing = None
-        if self.db.fetch_one(_BLOB_EXISTS, {"digest": digest_text}) is not None:
-            existing = self.db.run_raw(lambda tx: _link_existing(tx, repository, digest_text))
+        if self.db.fetch_one(BLOB_EXISTS, {"digest": digest_text}) is not None:
+            existing = self.db.run_raw(lambda tx: link_existing(tx, repository, digest_text, end))
         if existing is not None:
             with contextlib.suppress(StorageError):
                 if committed is not None:
@@ -448,7 +453,7 @@ class UploadService:
         key = committed or self._commit_storage(state, digest, upload_id)
         committed_keys.append(key)
         recorded_row = self.db.run_raw(
-            lambda tx: _record_blob(tx, repository, digest_text, state.size, key)
+            lambda tx: record_blob(tx, repository, digest_text, state.size, key, end)
         )
         if recorded_row[1] != key:
             # Another upload of the same content won the race; ours is redundant.
@@ -462,18 +467,28 @@ class UploadService:
         A crash after this leaves only orphaned upload bytes, which GC purges.
         """
         params = {"id": upload_id, "size": size, "lease": lease}
-        claimed = self.db.run_raw(lambda tx: tx.run_clocked(_CLAIM_ROW, params))
+        claimed = self.db.run_raw(lambda tx: tx.run_clocked(CLAIM_ROW, params))
         if not claimed:
             raise busy_error(upload_id, repository, size)
 
     def cancel(self, repository: str, upload_id: str, subject: str | None) -> None:
-        row = self._load(repository, upload_id, subject)
-        self._discard(row.id, row.state, recorded=True)
+        row = self._resolve(repository, upload_id, subject)
+        end = self._end_of(upload_id)
+        if row is None:
+            assert end is not None  # only an issued reference resolves to no row
+            with self.db.raw_transaction() as tx:
+                end.record(tx)
+            return
+        self._discard(row.id, row.state, recorded=True, end=end)
 
-    def _discard(self, upload_id: str, state: UploadState, recorded: bool) -> None:
+    def _discard(
+        self, upload_id: str, state: UploadState, recorded: bool, end: ReferenceEnd | None = None
+    ) -> None:
         if recorded:
             with self.db.raw_transaction() as tx:
                 tx.run("DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id})
+                if end is not None:
+                    end.record(tx)
         # On failure the stale-upload purge retries later.
         with contextlib.suppress(StorageUnavailable):
             self.driver.abort_upload(state)

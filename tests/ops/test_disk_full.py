@@ -149,7 +149,12 @@ def test_full_disk_refuses_pushes_keeps_pulls_and_recovers(
                 # The database shares the disk: what it cannot commit is refused as clearly.
                 manifest = _manifest(config_digest, len(config), layer_digest, len(layer))
                 _assert_storage_full(_put_manifest(client, "v2", manifest + b" "))
-                _assert_storage_full(client.post(f"/v2/{REPO}/blobs/uploads/"))
+                # A POST writes nothing, so it still opens a session; its PUT is refused.
+                opened = _start(client)
+                _assert_storage_full(
+                    client.put(_with_digest(opened, single_digest), content=single)
+                )
+                assert client.get(opened).status_code == 204
             # Pulls keep working.
             got = client.get(f"/v2/{REPO}/manifests/v1", headers={"Accept": MANIFEST_TYPE})
             assert got.status_code == 200 and got.content == pushed

@@ -93,7 +93,10 @@ def test_s3_outage_answers_503_then_recovers(
 
         blob = f"/v2/s3e2e/outage/blobs/{before_digest}"
         _assert_unavailable(client.get(blob), "blob GET")
-        _assert_unavailable(client.post("/v2/s3e2e/outage/blobs/uploads/"), "upload POST")
+        # A POST writes nothing, so it still opens a session; storing into it is refused.
+        opened = client.post("/v2/s3e2e/outage/blobs/uploads/")
+        assert opened.status_code == 202, opened.text
+        _assert_unavailable(client.patch(opened.headers["Location"], content=b"x"), "first PATCH")
         _assert_unavailable(
             client.patch(
                 pending,
