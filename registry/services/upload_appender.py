@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from registry.db.engine import Database
-from registry.db.raw import ClockedSql
+from registry.db.raw import ClockedSql, RawTx
 from registry.domain.errors import (
     BLOB_TOO_LARGE,
     BLOB_UPLOAD_UNKNOWN,
@@ -60,7 +60,19 @@ _INSERT_ROW = (
 )
 
 
-def insert_session(db: Database, upload_id: str, repository: str, record: SessionRecord) -> None:
+# A session put back after its commit failed: the claim that ended it ended its reference too.
+_REOPEN_REFERENCE = "DELETE FROM upload_ends WHERE id = :id"
+
+
+def insert_session(
+    db: Database,
+    upload_id: str,
+    repository: str,
+    record: SessionRecord,
+    *,
+    reopen: bool = False,
+) -> None:
+    """Record a session row; ``reopen``: and drop its reference's end mark, at once."""
     params = {
         "id": upload_id,
         "repo": repository,
@@ -70,7 +82,13 @@ def insert_session(db: Database, upload_id: str, repository: str, record: Sessio
         "alg": record.hash_algorithm,
         "hash": record.hash_state,
     }
-    db.run_raw(lambda tx: tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()}))
+
+    def insert(tx: RawTx) -> None:
+        tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()})
+        if reopen:
+            tx.run(_REOPEN_REFERENCE, {"id": upload_id})
+
+    db.run_raw(insert)
 
 
 # Recorded only by the lease holder, and only over the size it started from.

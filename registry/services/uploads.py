@@ -18,6 +18,7 @@ import time
 import uuid
 
 from registry.db.engine import Database
+from registry.db.raw import RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
     BLOB_UPLOAD_UNKNOWN,
@@ -343,19 +344,14 @@ class UploadService:
         ``ends``: the issued reference a one-request upload completes (else
         ``upload_id`` is the session's own), marked ended with the blob's record.
         """
+        end = self._end_of(ends or upload_id)
         if recorded:
             size = state.size if recorded_size is None else recorded_size
-            self._claim(repository, upload_id, size, lease)
+            self._claim(repository, upload_id, size, lease, end)
         committed: list[str] = []  # the storage commit's key, once it took effect
         try:
             return self._commit_claimed(
-                repository,
-                upload_id,
-                state,
-                actual_hex,
-                digest,
-                committed,
-                self._end_of(ends or upload_id),
+                repository, upload_id, state, actual_hex, digest, committed, end
             )
         except BaseException as exc:
             wrong = isinstance(exc, RegistryError) and exc.code is DIGEST_INVALID
@@ -363,9 +359,7 @@ class UploadService:
                 # A last chunk this request appended went into the commit with the rest.
                 appended = bool(committed) and state.size != restore.state.size
                 consumed_by = committed[0] if appended else None
-                if not self._restore(repository, upload_id, restore, consumed_by):
-                    # Its reference must not stand for an empty session again.
-                    self._mark_ended(self._end_of(upload_id))
+                self._restore(repository, upload_id, restore, consumed_by)
             raise
 
     def _mark_ended(self, end: ReferenceEnd | None) -> None:
@@ -400,7 +394,13 @@ class UploadService:
         except Exception:
             return False
         try:
-            insert_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
+            insert_session(
+                self.db,
+                upload_id,
+                repository,
+                dataclasses.replace(record, state=state),
+                reopen=True,
+            )
         except Exception:
             return False
         return True
@@ -461,13 +461,27 @@ class UploadService:
                 self.driver.delete(key)
         return BlobInfo(digest_text, recorded_row[0], recorded_row[1])
 
-    def _claim(self, repository: str, upload_id: str, size: int, lease: str | None) -> None:
-        """End the session row before touching storage, unless another request writes it.
-
-        A crash after this leaves only orphaned upload bytes, which GC purges.
+    def _claim(
+        self,
+        repository: str,
+        upload_id: str,
+        size: int,
+        lease: str | None,
+        end: ReferenceEnd | None,
+    ) -> None:
+        """End the session row before touching storage, unless another request writes it;
+        its reference ends with it (a restore reopens it), so a crash after this leaves
+        only orphaned upload bytes, which GC purges, not a reference that looks fresh.
         """
         params = {"id": upload_id, "size": size, "lease": lease}
-        claimed = self.db.run_raw(lambda tx: tx.run_clocked(CLAIM_ROW, params))
+
+        def claim(tx: RawTx) -> int:
+            claimed = tx.run_clocked(CLAIM_ROW, params)
+            if claimed and end is not None:
+                end.record(tx)
+            return claimed
+
+        claimed = self.db.run_raw(claim)
         if not claimed:
             raise busy_error(upload_id, repository, size)
 

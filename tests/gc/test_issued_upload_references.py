@@ -101,3 +101,24 @@ def test_expired_references_and_their_end_marks_go(env: Env) -> None:
     _unknown(lambda: short.status("refs/app", kept.id, None))
     collector.run()
     assert _count(env, "upload_ends") == 0
+
+
+def test_a_commit_that_died_after_claiming_its_session_leaves_it_ended(env: Env) -> None:
+    """A final PUT's commit claims (deletes) the session row before touching storage; a
+    process killed right after must not leave the reference looking like a fresh empty
+    session (204 Range 0-0, a PATCH starting over at 0): it had acknowledged bytes."""
+    status = env.uploads.start("refs/app", None)
+    appender = env.uploads.open_append("refs/app", status.id, None, 0)
+    appender.write(b"acknowledged")
+    appender.finish()
+    # The commit's first step, as UploadService._commit takes it; the process dies here.
+    end = env.uploads._end_of(status.id)
+    env.uploads._claim("refs/app", status.id, len(b"acknowledged"), None, end)
+    _unknown(lambda: env.uploads.status("refs/app", status.id, None))
+    _unknown(lambda: env.uploads.open_append("refs/app", status.id, None, 0))
+    data = b"a retried whole blob"
+    _unknown(
+        lambda: env.uploads.put_small(
+            "refs/app", status.id, None, None, data, parse_digest(digest_of(data))
+        )
+    )
