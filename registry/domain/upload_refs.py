@@ -61,3 +61,9 @@ def verified_issue_time(
         return None
     issued = issued_at(reference)
     return None if issued > now + MAX_CLOCK_AHEAD else issued
+
+
+def end_mark_expiry(reference: str, lifetime: float) -> int:
+    """Until when an ended issued-form ``reference`` must stay marked ended: past its
+    lifetime on any replica's clock, even one running ``MAX_CLOCK_AHEAD`` behind."""
+    return issued_at(reference) + int(lifetime) + MAX_CLOCK_AHEAD + 1

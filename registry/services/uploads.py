@@ -28,9 +28,9 @@ from registry.domain.errors import (
 )
 from registry.domain.hashing import Hasher, new_hasher
 from registry.domain.upload_refs import (
+    end_mark_expiry,
     is_issued_reference,
     issue_reference,
-    issued_at,
     verified_issue_time,
 )
 from registry.services.blobs import BlobInfo
@@ -105,7 +105,7 @@ class UploadService:
     def _end_of(self, reference: str | None) -> ReferenceEnd | None:
         if reference is None or not is_issued_reference(reference):
             return None
-        return ReferenceEnd(reference, issued_at(reference) + int(self.session_lifetime) + 1)
+        return ReferenceEnd(reference, end_mark_expiry(reference, self.session_lifetime))
 
     def _start_driver(self, upload_id: str) -> UploadState:
         with driver_errors():
