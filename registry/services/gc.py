@@ -28,6 +28,7 @@ from registry.db.models import utcnow
 from registry.services import gc_queue, gc_tasks
 from registry.services.gc_runs import RunHistory
 from registry.services.gc_tasks import TaskResult
+from registry.services.upload_appender import NO_STORAGE
 from storage.driver import Driver, ObjectNotFound, StorageError, UploadState
 
 log = logging.getLogger("lading.gc")
@@ -271,8 +272,9 @@ class GarbageCollector:
                 )
             if gone:
                 report.uploads_deleted += 1
-                with contextlib.suppress(StorageError):
-                    self.driver.abort_upload(UploadState(token, size))
+                if token != NO_STORAGE:  # recorded before its storage started
+                    with contextlib.suppress(StorageError):
+                        self.driver.abort_upload(UploadState(token, size))
         self._purge_orphan_uploads(report)
         with self.db.write() as session:
             # Ended references past their lifetime: refused as too old by now anyway.

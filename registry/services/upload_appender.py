@@ -60,6 +60,10 @@ _INSERT_ROW = (
 )
 
 
+# The driver state of a session row recorded before its storage was started (an
+# issued reference's first PATCH records the row first, then starts the storage).
+NO_STORAGE = ""
+
 # A session put back after its commit failed: the claim that ended it ended its reference too.
 _REOPEN_REFERENCE = "DELETE FROM upload_ends WHERE id = :id"
 
@@ -73,6 +77,16 @@ def insert_session(
     reopen: bool = False,
 ) -> None:
     """Record a session row; ``reopen``: and drop its reference's end mark, at once."""
+
+    def insert(tx: RawTx) -> None:
+        insert_session_tx(tx, upload_id, repository, record)
+        if reopen:
+            tx.run(_REOPEN_REFERENCE, {"id": upload_id})
+
+    db.run_raw(insert)
+
+
+def insert_session_tx(tx: RawTx, upload_id: str, repository: str, record: SessionRecord) -> None:
     params = {
         "id": upload_id,
         "repo": repository,
@@ -82,13 +96,7 @@ def insert_session(
         "alg": record.hash_algorithm,
         "hash": record.hash_state,
     }
-
-    def insert(tx: RawTx) -> None:
-        tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()})
-        if reopen:
-            tx.run(_REOPEN_REFERENCE, {"id": upload_id})
-
-    db.run_raw(insert)
+    tx.run(_INSERT_ROW, {**params, "now": tx.timestamp()})
 
 
 # Recorded only by the lease holder, and only over the size it started from.

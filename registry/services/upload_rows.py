@@ -50,6 +50,11 @@ TAKE_LEASE = ClockedSql(
     "UPDATE upload_sessions SET lease_token = :lease, lease_expires_at = {expires}"
     " WHERE id = :id AND size = :size AND (lease_token IS NULL OR lease_expires_at < {now})"
 )
+# A session recorded without storage gets it under its lease (see NO_STORAGE).
+SET_STORAGE = (
+    "UPDATE upload_sessions SET driver_state = :state"
+    " WHERE id = :id AND lease_token = :lease AND driver_state = ''"
+)
 # Ending a session claims its row first: no other request may be writing it.
 CLAIM_ROW = ClockedSql(
     "DELETE FROM upload_sessions WHERE id = :id AND size = :size"

@@ -21,21 +21,17 @@ from registry.db.engine import Database
 from registry.db.raw import RawTx
 from registry.domain.digests import Digest
 from registry.domain.errors import (
-    BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
-    RANGE_INVALID,
     RegistryError,
 )
 from registry.domain.hashing import Hasher, new_hasher
 from registry.domain.upload_refs import (
-    end_mark_expiry,
-    is_issued_reference,
     issue_reference,
-    verified_issue_time,
 )
 from registry.services.blobs import BlobInfo
 from registry.services.upload_appender import (
     LEASE_SECONDS,
+    NO_STORAGE,
     SessionRecord,
     busy_error,
     copy_into_fresh_upload,
@@ -49,20 +45,18 @@ from registry.services.upload_appender import UploadStatus as UploadStatus
 from registry.services.upload_rows import (
     BLOB_EXISTS,
     CLAIM_ROW,
-    SELECT_ISSUED,
-    SELECT_ROW,
     TAKE_LEASE,
     ReferenceEnd,
     SessionRow,
     link_existing,
     record_blob,
 )
+from registry.services.upload_sessions import Sessions
 from storage.driver import (
     Driver,
     StorageError,
     StorageUnavailable,
     UploadState,
-    UploadStateInvalid,
 )
 
 
@@ -70,42 +64,7 @@ class UploadService:
     def __init__(self, db: Database, driver: Driver, session_lifetime: float = 24 * 3600) -> None:
         self.db = db
         self.driver = driver
-        # How long an issued reference stands for an empty session: as long as the
-        # purge of abandoned uploads (upload_purge_after) leaves a recorded one.
-        self.session_lifetime = session_lifetime
-
-    def _load(self, repository: str, upload_id: str, subject: str | None) -> SessionRow:
-        found = self.db.fetch_one(SELECT_ROW, {"id": upload_id}) if len(upload_id) <= 64 else None
-        row = None if found is None else SessionRow(*found)
-        # A session is bound to its repository and to whoever started it.
-        if (
-            row is None
-            or row.repository != repository
-            or (row.subject is not None and row.subject != subject)
-        ):
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
-        return row
-
-    def _resolve(self, repository: str, upload_id: str, subject: str | None) -> SessionRow | None:
-        """The session's row, or None for an issued reference without one (an empty
-        session); BLOB_UPLOAD_UNKNOWN when neither, or when it ended or expired."""
-        now = time.time()
-        issued = verified_issue_time(upload_id, repository, subject, now)
-        if issued is None:
-            return self._load(repository, upload_id, subject)
-        found = self.db.fetch_one(SELECT_ISSUED, {"id": upload_id})
-        if found is not None and found[0] is None:
-            if found[1] is not None:
-                # The check value bound the reference to this repository and subject.
-                return SessionRow(*found[1:])
-            if now < issued + self.session_lifetime:
-                return None
-        raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:80]})
-
-    def _end_of(self, reference: str | None) -> ReferenceEnd | None:
-        if reference is None or not is_issued_reference(reference):
-            return None
-        return ReferenceEnd(reference, end_mark_expiry(reference, self.session_lifetime))
+        self.sessions = Sessions(db, driver, session_lifetime)
 
     def _start_driver(self, upload_id: str) -> UploadState:
         with driver_errors():
@@ -136,47 +95,8 @@ class UploadService:
         )
 
     def status(self, repository: str, upload_id: str, subject: str | None) -> UploadStatus:
-        row = self._resolve(repository, upload_id, subject)
+        row = self.sessions.resolve(repository, upload_id, subject)
         return UploadStatus(upload_id, repository, 0 if row is None else row.size)
-
-    @staticmethod
-    def _check_start(repository: str, upload_id: str, size: int, start: int | None) -> None:
-        if start is not None and start != size:
-            raise RegistryError(
-                RANGE_INVALID,
-                f"chunk starts at {start} but the upload has {size} bytes",
-                headers={
-                    "Range": f"0-{max(size - 1, 0)}",
-                    "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
-                    "Docker-Upload-UUID": upload_id,
-                },
-            )
-
-    def _record_empty(self, repository: str, upload_id: str, subject: str | None) -> SessionRow:
-        """Give an issued reference's empty session its storage and row, for a PATCH."""
-        try:
-            state = self.driver.start_upload(upload_id)
-        except UploadStateInvalid as exc:
-            # Storage under this id but no row: another request is starting this session
-            # right now, or one died doing so. Nothing was acknowledged into it.
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id}) from exc
-        except StorageError:
-            with driver_errors():
-                raise
-        record = SessionRecord(subject, "sha256", new_hasher("sha256").saved_state(), state)
-        try:
-            insert_session(self.db, upload_id, repository, record)
-        except Exception:
-            if self.db.fetch_one(SELECT_ROW, {"id": upload_id}) is not None:
-                # Another request recorded it first (S3 cannot refuse the second start):
-                # the storage may be that request's, so leave it.
-                raise busy_error(upload_id, repository, 0) from None
-            with contextlib.suppress(StorageError):
-                self.driver.abort_upload(state)
-            raise
-        return SessionRow(
-            upload_id, repository, subject, state.token, 0, "sha256", record.hash_state
-        )
 
     def open_append(
         self, repository: str, upload_id: str, subject: str | None, start: int | None
@@ -185,11 +105,17 @@ class UploadService:
         must equal the current size. The row stays as recorded until the request records
         a new state (PATCH) or its commit ends the session (final PUT), so a request that
         fails before then, its process included, leaves the session as it was."""
-        row = self._resolve(repository, upload_id, subject)
+        row = self.sessions.resolve(repository, upload_id, subject)
         if row is None:
-            self._check_start(repository, upload_id, 0, start)
-            row = self._record_empty(repository, upload_id, subject)
-        return self._lease(row, repository, start)
+            self.sessions.check_start(repository, upload_id, 0, start)
+            recorded = self.sessions.record_empty(repository, upload_id, subject)
+            if recorded is not None:
+                return self._lease(*recorded, repository=repository, start=start)
+            # Another request recorded it first: go on as on any recorded session.
+            row = self.sessions.resolve(repository, upload_id, subject)
+            if row is None:
+                raise busy_error(upload_id, repository, 0)
+        return self._lease(row, None, repository=repository, start=start)
 
     def open_final(
         self,
@@ -202,20 +128,26 @@ class UploadService:
         """Append a final PUT's chunk: onto the recorded session, or for an empty one
         (no row) as a one-request upload that ends its reference when it commits; a
         request that fails before then leaves the empty session as it was."""
-        row = self._resolve(repository, upload_id, subject)
+        row = self.sessions.resolve(repository, upload_id, subject)
         if row is not None:
-            return self._lease(row, repository, start)
-        self._check_start(repository, upload_id, 0, start)
+            return self._lease(row, None, repository=repository, start=start)
+        self.sessions.check_start(repository, upload_id, 0, start)
         return self.open_direct(repository, algorithm, ends=upload_id)
 
-    def _lease(self, row: SessionRow, repository: str, start: int | None) -> Appender:
-        self._check_start(repository, row.id, row.size, start)
+    def _lease(
+        self, row: SessionRow, lease: str | None, *, repository: str, start: int | None
+    ) -> Appender:
+        """An appender on ``row`` under ``lease``, taken now when None."""
+        self.sessions.check_start(repository, row.id, row.size, start)
         upload_id = row.id
-        lease = uuid.uuid4().hex
-        params = {"lease": lease, "id": row.id, "size": row.size}
-        taken = self.db.run_raw(lambda tx: tx.run_clocked(TAKE_LEASE, params, LEASE_SECONDS))
-        if not taken:
-            raise busy_error(row.id, repository, row.size)
+        if lease is None:
+            lease = uuid.uuid4().hex
+            params = {"lease": lease, "id": row.id, "size": row.size}
+            taken = self.db.run_raw(lambda tx: tx.run_clocked(TAKE_LEASE, params, LEASE_SECONDS))
+            if not taken:
+                raise busy_error(row.id, repository, row.size)
+        if row.driver_state == NO_STORAGE:
+            row = self.sessions.start_storage(row, lease)
         hasher: Hasher | None = None
         if row.hash_state is not None:
             hasher = new_hasher(row.hash_algorithm, row.hash_state)
@@ -254,9 +186,10 @@ class UploadService:
         self, repository: str, upload_id: str, subject: str | None, digest: Digest
     ) -> BlobInfo:
         """Verify the digest, make the blob durable and visible, end the session."""
-        row = self._resolve(repository, upload_id, subject)
-        if row is None:
+        row = self.sessions.resolve(repository, upload_id, subject)
+        if row is None or row.driver_state == NO_STORAGE:
             # An empty session completed without a body: the empty blob, or a wrong digest.
+            # (A row without storage is left to the stale purge; the reference ends.)
             return self._write_and_complete(
                 self.open_direct(repository, digest.algorithm, ends=upload_id), b"", digest
             )
@@ -344,7 +277,7 @@ class UploadService:
         ``ends``: the issued reference a one-request upload completes (else
         ``upload_id`` is the session's own), marked ended with the blob's record.
         """
-        end = self._end_of(ends or upload_id)
+        end = self.sessions.end_of(ends or upload_id)
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease, end)
@@ -486,8 +419,8 @@ class UploadService:
             raise busy_error(upload_id, repository, size)
 
     def cancel(self, repository: str, upload_id: str, subject: str | None) -> None:
-        row = self._resolve(repository, upload_id, subject)
-        end = self._end_of(upload_id)
+        row = self.sessions.resolve(repository, upload_id, subject)
+        end = self.sessions.end_of(upload_id)
         if row is None:
             assert end is not None  # only an issued reference resolves to no row
             with self.db.raw_transaction() as tx:
@@ -504,8 +437,9 @@ class UploadService:
                 if end is not None:
                     end.record(tx)
         # On failure the stale-upload purge retries later.
-        with contextlib.suppress(StorageUnavailable):
-            self.driver.abort_upload(state)
+        if state.token != NO_STORAGE:
+            with contextlib.suppress(StorageUnavailable):
+                self.driver.abort_upload(state)
 
     def stale_sessions(self, older_than: dt.datetime) -> list[str]:
         rows = self.db.fetch_all(

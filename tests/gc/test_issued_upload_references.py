@@ -4,6 +4,7 @@ upload that ends the reference, and expired references and their end marks go.""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -124,7 +125,7 @@ def test_a_commit_that_died_after_claiming_its_session_leaves_it_ended(env: Env)
     appender.write(b"acknowledged")
     appender.finish()
     # The commit's first step, as UploadService._commit takes it; the process dies here.
-    end = env.uploads._end_of(status.id)
+    end = env.uploads.sessions.end_of(status.id)
     env.uploads._claim("refs/app", status.id, len(b"acknowledged"), None, end)
     _unknown(lambda: env.uploads.status("refs/app", status.id, None))
     _unknown(lambda: env.uploads.open_append("refs/app", status.id, None, 0))
@@ -134,3 +135,51 @@ def test_a_commit_that_died_after_claiming_its_session_leaves_it_ended(env: Env)
             "refs/app", status.id, None, None, data, parse_digest(digest_of(data))
         )
     )
+
+
+def _died_after_recording(env: Env, reference: str) -> None:
+    """A first PATCH that recorded the session's row and died before starting its storage:
+    the row has no storage and a lease that ran out a minute ago."""
+    assert env.uploads.sessions.record_empty("refs/app", reference, None) is not None
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with env.db.raw_transaction() as tx:
+        tx.run(
+            "UPDATE upload_sessions SET lease_expires_at = :t, updated_at = :t WHERE id = :id",
+            {"t": tx.timestamp(past), "id": reference},
+        )
+
+
+def test_a_session_recorded_without_storage_goes_on_ends_or_is_purged(env: Env) -> None:
+    # A racing first PATCH finds the row leased: 416, as on any session.
+    racing = env.uploads.start("refs/app", None)
+    first = env.uploads.open_append("refs/app", racing.id, None, 0)
+    with pytest.raises(RegistryError) as busy:
+        env.uploads.open_append("refs/app", racing.id, None, 0)
+    assert busy.value.code is RANGE_INVALID
+    first.write(b"first")
+    assert first.finish().size == 5
+
+    # The next PATCH after a first one died starts the storage and goes on.
+    resumed = env.uploads.start("refs/app", None)
+    _died_after_recording(env, resumed.id)
+    assert env.uploads.status("refs/app", resumed.id, None).size == 0
+    appender = env.uploads.open_append("refs/app", resumed.id, None, 0)
+    appender.write(b"resumed")
+    appender.finish()
+    env.uploads.complete("refs/app", resumed.id, None, parse_digest(digest_of(b"resumed")))
+
+    # Completed without a body, cancelled, or purged as stale: no storage is touched.
+    empty = env.uploads.start("refs/app", None)
+    _died_after_recording(env, empty.id)
+    env.uploads.complete("refs/app", empty.id, None, parse_digest(digest_of(b"")))
+    _unknown(lambda: env.uploads.status("refs/app", empty.id, None))
+    cancelled = env.uploads.start("refs/app", None)
+    _died_after_recording(env, cancelled.id)
+    env.uploads.cancel("refs/app", cancelled.id, None)
+    _unknown(lambda: env.uploads.status("refs/app", cancelled.id, None))
+    stale = env.uploads.start("refs/app", None)
+    _died_after_recording(env, stale.id)
+    collector = GarbageCollector(env.db, env.driver, review_delay=0, upload_purge_after=30)
+    # The stale row, and the one the bodiless PUT ended (it leaves rows to this purge).
+    assert collector.run().uploads_deleted == 2
+    assert env.db.fetch_all("SELECT id FROM upload_sessions", {}) == [(racing.id,)]
