@@ -62,7 +62,7 @@ class FsckReport:
 
 def _upload_of(key: str) -> str:
     """The upload id a committed blob's key ends with; manifest keys' random
-    suffixes (12 hex digits) never equal one (32)."""
+    suffixes (12 hex digits) never equal one (32 or 64)."""
     return key.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
 
 
