@@ -95,13 +95,3 @@ def docker_base_image(docker_engine: DockerEngine, tmp_path_factory: pytest.Temp
     tag = "lading-e2e/busybox:base"
     import_base_image(docker_engine, tag, tmp_path_factory.mktemp("base-image"))
     return tag
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``, as scripts/test runs) each test file stays on
-    one worker, so its module fixtures and the order of its tests hold; all of tests/deploy
-    shares one, as its daemons share a data root and a bridge."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "tests/deploy" if path.startswith("tests/deploy/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
