@@ -275,12 +275,14 @@ class UploadService:
         so nothing acknowledged is lost. A wrong digest ends the upload, as in CNCF
         distribution (its failed Commit cancels): the bytes are known wrong.
         ``ends``: the issued reference a one-request upload completes (else
-        ``upload_id`` is the session's own), marked ended with the blob's record.
+        ``upload_id`` is the session's own): a recorded session's ends with its claim,
+        a one-request upload's with the blob's record.
         """
         end = self.sessions.end_of(ends or upload_id)
         if recorded:
             size = state.size if recorded_size is None else recorded_size
             self._claim(repository, upload_id, size, lease, end)
+            end = None  # marked by the claim
         committed: list[str] = []  # the storage commit's key, once it took effect
         try:
             return self._commit_claimed(
@@ -291,8 +293,7 @@ class UploadService:
             if recorded and restore is not None and not wrong:
                 # A last chunk this request appended went into the commit with the rest.
                 appended = bool(committed) and state.size != restore.state.size
-                consumed_by = committed[0] if appended else None
-                self._restore(repository, upload_id, restore, consumed_by)
+                self._restore(repository, upload_id, restore, committed[0] if appended else None)
             raise
 
     def _mark_ended(self, end: ReferenceEnd | None) -> None:
@@ -304,7 +305,7 @@ class UploadService:
 
     def _restore(
         self, repository: str, upload_id: str, record: SessionRecord, consumed_by: str | None
-    ) -> bool:
+    ) -> None:
         """Put back a session whose commit failed, so the client's retry finds it.
 
         Drivers make a retried commit succeed even where the failed one took effect;
@@ -325,8 +326,8 @@ class UploadService:
             elif consumed_by is not None:
                 state = copy_into_fresh_upload(self.driver, upload_id, record.state, consumed_by)
         except Exception:
-            return False
-        try:
+            return
+        with contextlib.suppress(Exception):
             insert_session(
                 self.db,
                 upload_id,
@@ -334,9 +335,6 @@ class UploadService:
                 dataclasses.replace(record, state=state),
                 reopen=True,
             )
-        except Exception:
-            return False
-        return True
 
     def _commit_claimed(
         self,
