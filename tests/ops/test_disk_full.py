@@ -223,3 +223,43 @@ def test_full_disk_stays_ready_and_restarts(small_disk_server: RegistryServer) -
         if restarted is not None:
             restarted.stop()
         filler.unlink()
+
+
+def test_streamed_bodies_fail_part_way_and_give_back_their_space(
+    small_disk_server: RegistryServer,
+) -> None:
+    """Bodies over 4 MiB are written while later buffers still arrive; a write that fails
+    part way must answer 507, drop what it wrote and leave the session as acknowledged."""
+    server = small_disk_server
+    first, rest = os.urandom(MIB), os.urandom(24 * MIB)
+    digest = "sha256:" + hashlib.sha256(first + rest).hexdigest()
+    filler = server.data_dir / "filler"
+    with server.client(timeout=60) as client:
+        at = _start(client)
+        done = client.patch(at, content=first, headers={"Content-Range": f"0-{MIB - 1}"})
+        assert done.status_code == 202, done.text
+        at = done.headers["Location"]
+        # The whole body in one PUT opens its own upload: it too must leave nothing.
+        whole_at = _start(client)
+        fill(filler, 2 * MIB)
+        try:
+            end = MIB + len(rest) - 1
+            _assert_storage_full(
+                client.patch(at, content=rest, headers={"Content-Range": f"{MIB}-{end}"})
+            )
+            _assert_storage_full(client.put(_with_digest(whole_at, digest), content=first + rest))
+            # Without a Content-Length (chunked transfer encoding) the same.
+            _assert_storage_full(client.patch(at, content=iter([rest[:MIB], rest[MIB:]])))
+            # Storage holds only the session's acknowledged bytes (the database's lease
+            # commits may take a few pages of the disk).
+            stored = [p for p in (server.data_dir / "storage").rglob("*") if p.is_file()]
+            assert [p.stat().st_size for p in stored] == [MIB], stored
+            status = client.get(at)
+            assert status.status_code == 204, status.text
+            assert status.headers["Range"] == f"0-{MIB - 1}"
+            assert server.process.poll() is None, server.log_tail()
+        finally:
+            filler.unlink()
+        finished = client.put(_with_digest(at, digest), content=rest)
+        assert finished.status_code == 201, finished.text
+        assert client.get(f"/v2/{REPO}/blobs/{digest}").content == first + rest
