@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from starlette.requests import ClientDisconnect, Request
 
 from registry.domain.errors import (
@@ -89,7 +89,9 @@ class _WritesAhead:
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
-        await asyncio.gather(self._task, return_exceptions=True)
+        # Shielded: a request cancelled at shutdown must not close the writer under a write.
+        with CancelScope(shield=True):
+            await asyncio.wait({self._task})
 
 
 async def pump_into(request: Request, appender: Appender, expected: int | None) -> int:

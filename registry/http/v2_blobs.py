@@ -24,7 +24,7 @@ from registry.http.conditional import none_match, not_modified
 from registry.http.errors import API_VERSION_HEADER
 from registry.http.offload import Offloader
 from registry.services.blobs import BlobInfo, BlobService
-from registry.services.uploads import Appender, UploadService, UploadStatus
+from registry.services.uploads import UploadService, UploadStatus
 
 _BYTE_RANGE = re.compile(r"(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(\d+|\*))?")
@@ -267,7 +267,7 @@ class BlobRoutes:
             return Response(status_code=204, headers=_headers())
         principal = await self._authorize(request, name, "pull", "push")
         if method == "PATCH":
-            status = await self._append(request, name, upload_id, principal, chunked=True)
+            status = await self._append(request, name, upload_id, principal)
             return Response(status_code=202, headers=_upload_headers(status))
         # PUT: optional last chunk, then commit.
         digest_text = request.query_params.get("digest")
@@ -311,27 +311,17 @@ class BlobRoutes:
             )
         return Response(status_code=201, headers=_created_headers(status.repository, info))
 
-    async def _open_appender(
-        self,
-        request: Request,
-        name: str,
-        upload_id: str,
-        principal: Principal,
-        *,
-        chunked: bool,
-    ) -> Appender:
-        start = _chunk_start(request, content_length(request)) if chunked else None
-        return await to_thread.run_sync(
+    async def _append(
+        self, request: Request, name: str, upload_id: str, principal: Principal
+    ) -> UploadStatus:
+        """A PATCH: append the body at Content-Range's start (if given) and record it."""
+        expected = content_length(request)
+        start = _chunk_start(request, expected)
+        content_range = request.headers.get("content-range")
+        appender = await to_thread.run_sync(
             self.uploads.open_append, name, upload_id, principal.subject, start
         )
-
-    async def _append(
-        self, request: Request, name: str, upload_id: str, principal: Principal, *, chunked: bool
-    ) -> UploadStatus:
-        expected = content_length(request)
-        content_range = request.headers.get("content-range")
-        appender = await self._open_appender(request, name, upload_id, principal, chunked=chunked)
-        if content_range and chunked and expected is None:
+        if content_range and expected is None:
             match = _CONTENT_RANGE.fullmatch(content_range.strip())
             assert match is not None
             expected = int(match.group(2)) - int(match.group(1)) + 1

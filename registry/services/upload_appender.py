@@ -68,20 +68,12 @@ NO_STORAGE = ""
 _REOPEN_REFERENCE = "DELETE FROM upload_ends WHERE id = :id"
 
 
-def insert_session(
-    db: Database,
-    upload_id: str,
-    repository: str,
-    record: SessionRecord,
-    *,
-    reopen: bool = False,
-) -> None:
-    """Record a session row; ``reopen``: and drop its reference's end mark, at once."""
+def reopen_session(db: Database, upload_id: str, repository: str, record: SessionRecord) -> None:
+    """Put a claimed session's row back and drop its reference's end mark, at once."""
 
     def insert(tx: RawTx) -> None:
         insert_session_tx(tx, upload_id, repository, record)
-        if reopen:
-            tx.run(_REOPEN_REFERENCE, {"id": upload_id})
+        tx.run(_REOPEN_REFERENCE, {"id": upload_id})
 
     db.run_raw(insert)
 

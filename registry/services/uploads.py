@@ -37,8 +37,8 @@ from registry.services.upload_appender import (
     copy_into_fresh_upload,
     driver_errors,
     fresh_empty_upload,
-    insert_session,
     release_lease,
+    reopen_session,
 )
 from registry.services.upload_appender import Appender as Appender
 from registry.services.upload_appender import UploadStatus as UploadStatus
@@ -328,13 +328,7 @@ class UploadService:
         except Exception:
             return
         with contextlib.suppress(Exception):
-            insert_session(
-                self.db,
-                upload_id,
-                repository,
-                dataclasses.replace(record, state=state),
-                reopen=True,
-            )
+            reopen_session(self.db, upload_id, repository, dataclasses.replace(record, state=state))
 
     def _commit_claimed(
         self,
