@@ -20,15 +20,9 @@ from registry.commands.common import (
 from registry.logging_setup import configure_logging, logging_config
 
 log = logging.getLogger("lading")
-MiB = 1024 * 1024
-# glibc's environment variables, their mallopt parameters (malloc.h) and our values:
-# two heap arenas; keep up to 32 MiB free at a heap's top; buffers under 16 MiB come
-# from the heap rather than from fresh mmaps (see _tune_malloc).
-MALLOC_TUNING = (
-    ("MALLOC_ARENA_MAX", -8, 2),
-    ("MALLOC_TRIM_THRESHOLD_", -1, 32 * MiB),
-    ("MALLOC_MMAP_THRESHOLD_", -3, 16 * MiB),
-)
+# glibc's mallopt parameter for the number of heap arenas (malloc.h).
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -36,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from registry.app import build_components, create_app, prepare
 
-    _tune_malloc()
+    _limit_malloc_arenas()
 
     settings = settings_from_args(
         args,
@@ -90,27 +84,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(multiproc_dir, ignore_errors=True)
 
 
-def _tune_malloc() -> None:
-    """Set glibc's heap arenas and trimming unless the operator set the variable.
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's heap arenas unless the operator set ``MALLOC_ARENA_MAX``.
 
-    - Arenas: glibc gives threads that allocate at once their own arenas (up to eight
-      per core), and each keeps the large buffers freed in it, such as the 8 MiB S3
-      ranges that the transfer threads read. Over a 1 GiB transfer on S3 that added
-      26-44 MiB of RSS that a 64 MiB one did not; with two arenas about 23 MiB.
-    - Trimming: by default glibc gives a heap's free top back to the kernel once it
-      exceeds about twice the largest recent buffer, so each 16 MiB PATCH faulted its
-      1 MiB buffers in (and zeroed them) anew: about 0.4 s of system time per GiB
-      pushed (docs/performance.md, *Keeping freed buffers*).
-
-    Worker processes read the variables when they start; this process is told directly.
+    glibc gives threads that allocate at once their own arenas (up to eight per core),
+    and each arena keeps the large buffers freed in it, such as the 8 MiB S3 ranges that
+    the transfer threads read. Over a 1 GiB transfer on S3 that added 26-44 MiB of RSS
+    that a 64 MiB one did not; with two arenas it added about 23 MiB, no slower.
+    Worker processes read the variable when they start; this process is told directly.
     """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        mallopt = ctypes.CDLL(None).mallopt
-        for variable, option, value in MALLOC_TUNING:
-            if os.environ.get(variable):
-                continue
-            os.environ[variable] = str(value)
-            mallopt(option, value)
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _prepare_metrics_dir(workers: int) -> str | None:
