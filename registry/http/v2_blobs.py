@@ -100,6 +100,12 @@ def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
 
 def _chunk_start(request: Request, length: int | None) -> int | None:
     """Where a chunk says it starts (Content-Range), checked against its length."""
+    bounds = _chunk_bounds(request, length)
+    return None if bounds is None else bounds[0]
+
+
+def _chunk_bounds(request: Request, length: int | None) -> tuple[int, int] | None:
+    """A chunk's first and last byte (Content-Range), checked against its length."""
     content_range = request.headers.get("content-range")
     if not content_range:
         return None
@@ -111,7 +117,7 @@ def _chunk_start(request: Request, length: int | None) -> int | None:
         raise RegistryError(RANGE_INVALID, "Content-Range end precedes its start")
     if length is not None and length != end - start + 1:
         raise RegistryError(SIZE_INVALID, "Content-Length does not match Content-Range")
-    return start
+    return start, end
 
 
 class BlobRoutes:
@@ -316,15 +322,13 @@ class BlobRoutes:
     ) -> UploadStatus:
         """A PATCH: append the body at Content-Range's start (if given) and record it."""
         expected = content_length(request)
-        start = _chunk_start(request, expected)
-        content_range = request.headers.get("content-range")
+        bounds = _chunk_bounds(request, expected)
+        start = None if bounds is None else bounds[0]
         appender = await to_thread.run_sync(
             self.uploads.open_append, name, upload_id, principal.subject, start
         )
-        if content_range and expected is None:
-            match = _CONTENT_RANGE.fullmatch(content_range.strip())
-            assert match is not None
-            expected = int(match.group(2)) - int(match.group(1)) + 1
+        if bounds is not None and expected is None:
+            expected = bounds[1] - bounds[0] + 1
         try:
             await pump_into(request, appender, expected)
         except BaseException:
